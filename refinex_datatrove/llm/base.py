@@ -1,0 +1,77 @@
+"""The one small protocol that every LLM transport speaks.
+
+A batch of requests (chat messages or a raw prompt) plus generation parameters go in; per request the
+generated text, the finish reason and token usage come out. Transports never raise for a single failed
+request: the failure is reported in :class:`Generation` (``finish_reason="error"``, ``error=...``) so a
+pipeline step can count it and carry on with the document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Decoding parameters, mapped 1:1 onto each backend's own names.
+
+    ``temperature=0`` means greedy decoding. ``top_k=-1`` and ``top_p=1.0`` disable those samplers.
+    ``guided_regex`` asks a backend that supports structured outputs to constrain the text to a regex.
+    """
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = -1
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    guided_regex: str | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation request: chat ``messages`` or a raw ``prompt`` (exactly one of them)."""
+
+    messages: Messages | None = None
+    prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("a Request needs exactly one of `messages` or `prompt`")
+
+
+@dataclass
+class Generation:
+    """The outcome of one request.
+
+    ``finish_reason`` is ``"stop"``, ``"length"`` (truncated at ``max_tokens``) or ``"error"`` (the
+    request failed after the transport's retries; ``error`` says why).
+    """
+
+    text: str
+    finish_reason: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.finish_reason != "error"
+
+
+@runtime_checkable
+class LLMBackend(Protocol):
+    """What ExpertRefiner and RefineModelAnnotator call. Implementations create heavy objects lazily."""
+
+    def generate(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
+        """Return one Generation per request, in order. Never raises for one failed request."""
+        ...
+
+    def close(self) -> None:
+        """Release engines, clients and threads. Safe to call more than once."""
+        ...

@@ -1,0 +1,273 @@
+"""Deterministic, deletion-only execution of per-chunk programs on a document.
+
+Semantics (README "Execution semantics" documents the same):
+
+* Every line number refers to the chunk's numbering before any edit; local line ``n`` of a chunk is
+  document line ``chunk.start + n - 1``. The order of calls never matters: all ``remove_str`` edits are
+  located on the original lines, then whole lines are dropped. Overlapping ranges and duplicate calls union.
+* Removing a line removes it and its line break: the result is the kept lines joined by ``"\\n"``.
+* ``remove_str(n, s)`` deletes ``s`` only when it occurs exactly once on original line ``n``. A line
+  emptied by ``remove_str`` stays as an empty line.
+* ``keep_all()`` alone leaves its chunk unchanged. Mixed with edits, the edits apply and the ``keep_all()``
+  is counted as skipped (``keep_all_mixed``).
+* Invalid calls (see :class:`~refinex_datatrove.program.parser.InvalidReason`) are counted as
+  ``invalid_call``. With ``ExecPolicy(on_invalid="skip_call")`` (the default) the chunk's valid calls still
+  apply; with ``on_invalid="keep_chunk"`` a chunk with at least ``keep_chunk_threshold`` invalid calls is
+  left unchanged and its valid calls are counted as ``chunk_kept_invalid``.
+* A chunk marked ``skipped`` (one over-long line) is never edited (``edit_in_skipped_chunk``).
+
+The output is always the input with some characters deleted, never anything else.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from itertools import accumulate, compress
+from typing import Literal
+
+from refinex_datatrove.program.chunking import Chunk
+from refinex_datatrove.program.ops import KeepAll, RemoveLines, RemoveStr
+from refinex_datatrove.program.parser import InvalidReason, parse_program
+
+
+class SkipReason(StrEnum):
+    INVALID_CALL = "invalid_call"
+    LINE_OUT_OF_RANGE = "line_out_of_range"
+    INVERTED_RANGE = "inverted_range"
+    STR_NOT_FOUND = "str_not_found"
+    STR_NOT_UNIQUE = "str_not_unique"
+    EDIT_IN_SKIPPED_CHUNK = "edit_in_skipped_chunk"
+    KEEP_ALL_MIXED = "keep_all_mixed"
+    CHUNK_KEPT_INVALID = "chunk_kept_invalid"
+    CHUNK_OUT_OF_RANGE = "chunk_out_of_range"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecPolicy:
+    """What a program with invalid calls does to its chunk.
+
+    Attributes:
+        on_invalid: ``"skip_call"`` (default): skip only the invalid calls. ``"keep_chunk"``: leave the chunk
+            unchanged when it has at least ``keep_chunk_threshold`` invalid calls (ProX used 2).
+        keep_chunk_threshold: see ``on_invalid``.
+    """
+
+    on_invalid: Literal["skip_call", "keep_chunk"] = "skip_call"
+    keep_chunk_threshold: int = 1
+
+    def __post_init__(self) -> None:
+        if self.on_invalid not in ("skip_call", "keep_chunk"):
+            raise ValueError(f"on_invalid must be 'skip_call' or 'keep_chunk', got {self.on_invalid!r}")
+        if self.keep_chunk_threshold < 1:
+            raise ValueError("keep_chunk_threshold must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkProgram:
+    """The program written for one chunk of a document."""
+
+    chunk: Chunk
+    program: str
+
+
+@dataclass(slots=True)
+class ExecResult:
+    """Outcome of :func:`execute_document`.
+
+    Attributes:
+        text: the refined text.
+        applied: applied calls by kind (``remove_lines``, ``remove_str``, ``keep_all``).
+        skipped: calls not applied, by :class:`SkipReason`.
+        invalid: invalid calls by :class:`InvalidReason` (their total is ``skipped["invalid_call"]``).
+        lines_removed: document lines deleted whole.
+        chars_removed: ``len(original) - len(text)``.
+        deleted_spans: merged ``[start, end)`` character offsets into the original; deleting them gives ``text``.
+    """
+
+    text: str
+    applied: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    invalid: dict[str, int] = field(default_factory=dict)
+    lines_removed: int = 0
+    chars_removed: int = 0
+    deleted_spans: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def n_calls(self) -> int:
+        return sum(self.applied.values()) + sum(self.skipped.values())
+
+    @property
+    def n_invalid(self) -> int:
+        return self.skipped.get(SkipReason.INVALID_CALL, 0)
+
+    @property
+    def changed(self) -> bool:
+        return self.chars_removed > 0
+
+
+def whole_document(text: str, program: str) -> list[ChunkProgram]:
+    """One chunk over the whole document (the numbering of ``refinex render FILE`` without ``--window``)."""
+    return [ChunkProgram(Chunk(0, text.count("\n") + 1), program)]
+
+
+def execute_document(
+    text: str, programs: Sequence[ChunkProgram], policy: ExecPolicy | None = None
+) -> ExecResult:
+    """Apply the chunk programs to ``text``; see the module docstring for the semantics. Never raises on
+    any program text."""
+    policy = policy or ExecPolicy()
+    lines = text.split("\n")
+    n_doc = len(lines)
+    removed = bytearray(n_doc)
+    str_edits: dict[int, list[tuple[int, int]]] = {}
+    applied: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    invalid: Counter[str] = Counter()
+
+    for cp in programs:
+        chunk = cp.chunk
+        parsed = parse_program(cp.program)
+        if parsed.invalid:
+            skipped[SkipReason.INVALID_CALL] += len(parsed.invalid)
+            invalid.update(inv.reason.value for inv in parsed.invalid)
+        edits = [op for op in parsed.ops if not isinstance(op, KeepAll)]
+        n_keep = len(parsed.ops) - len(edits)
+        if chunk.start < 0 or chunk.n_lines < 1 or chunk.end > n_doc:
+            skipped[SkipReason.CHUNK_OUT_OF_RANGE] += len(parsed.ops)
+            continue
+        if policy.on_invalid == "keep_chunk" and len(parsed.invalid) >= policy.keep_chunk_threshold:
+            skipped[SkipReason.CHUNK_KEPT_INVALID] += len(parsed.ops)
+            continue
+        if chunk.skipped:
+            skipped[SkipReason.EDIT_IN_SKIPPED_CHUNK] += len(edits)
+            if n_keep:
+                applied["keep_all"] += n_keep
+            continue
+        if n_keep:
+            if edits:
+                skipped[SkipReason.KEEP_ALL_MIXED] += n_keep
+            else:
+                applied["keep_all"] += n_keep
+        n, base = chunk.n_lines, chunk.start - 1
+        for op in edits:
+            if isinstance(op, RemoveLines):
+                if op.start > op.end:
+                    skipped[SkipReason.INVERTED_RANGE] += 1
+                elif op.start < 1 or op.end > n:
+                    skipped[SkipReason.LINE_OUT_OF_RANGE] += 1
+                else:
+                    removed[base + op.start : base + op.end + 1] = b"\x01" * (op.end - op.start + 1)
+                    applied["remove_lines"] += 1
+            elif isinstance(op, RemoveStr):
+                if op.line < 1 or op.line > n:
+                    skipped[SkipReason.LINE_OUT_OF_RANGE] += 1
+                    continue
+                idx = base + op.line
+                line = lines[idx]
+                pos = line.find(op.text)
+                if pos < 0:
+                    skipped[SkipReason.STR_NOT_FOUND] += 1
+                elif line.find(op.text, pos + 1) >= 0:
+                    skipped[SkipReason.STR_NOT_UNIQUE] += 1
+                else:
+                    str_edits.setdefault(idx, []).append((pos, pos + len(op.text)))
+                    applied["remove_str"] += 1
+
+    result = ExecResult(
+        text=text,
+        applied={k: v for k, v in applied.items() if v},
+        skipped={str(k): v for k, v in skipped.items() if v},
+        invalid=dict(invalid),
+    )
+    if not str_edits and not any(removed):
+        return result
+
+    starts = [0, *accumulate(len(line) + 1 for line in lines)]
+    spans: list[tuple[int, int]] = []
+    new_lines = lines
+    if str_edits:
+        new_lines = list(lines)
+        for idx, intervals in str_edits.items():
+            if removed[idx]:
+                continue
+            merged = merge_spans(intervals)
+            line = lines[idx]
+            new_lines[idx] = "".join(line[a:b] for a, b in _complement(merged, len(line)))
+            spans.extend((starts[idx] + a, starts[idx] + b) for a, b in merged)
+    last_kept = removed.rfind(b"\x00")
+    n_removed = 0
+    idx = removed.find(b"\x01")
+    while idx >= 0:
+        n_removed += 1
+        line_start, line_end = starts[idx], starts[idx] + len(lines[idx])
+        if idx < last_kept:
+            spans.append((line_start, line_end + 1))  # the line and the break after it
+        else:
+            spans.append((max(line_start - 1, 0), line_end))  # the break before it, if any
+        idx = removed.find(b"\x01", idx + 1)
+    keep_mask = removed.translate(_FLIP)
+    result.text = "\n".join(compress(new_lines, keep_mask))
+    result.lines_removed = n_removed
+    result.chars_removed = len(text) - len(result.text)
+    result.deleted_spans = merge_spans(spans)
+    return result
+
+
+_FLIP = bytes([1, 0]) + bytes(254)
+
+
+def merge_spans(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sort and merge overlapping or touching ``[start, end)`` spans; empty spans are dropped."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if b <= a:
+            continue
+        if out and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def _complement(spans: list[tuple[int, int]], length: int) -> list[tuple[int, int]]:
+    out, prev = [], 0
+    for a, b in spans:
+        out.append((prev, a))
+        prev = b
+    out.append((prev, length))
+    return out
+
+
+def delete_spans(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """``text`` with the given (merged or not) spans deleted."""
+    return "".join(text[a:b] for a, b in _complement(merge_spans(spans), len(text)))
+
+
+def is_deletion_of(original: str, refined: str) -> bool:
+    """True when ``refined`` is a subsequence of ``original`` (obtainable by deleting characters only)."""
+    it = iter(original)
+    return all(ch in it for ch in refined)
+
+
+def line_of_offset(starts: Sequence[int], offset: int) -> int:
+    """0-based line holding character ``offset``, given the line start offsets."""
+    return bisect_left(starts, offset + 1) - 1
+
+
+__all__ = [
+    "ChunkProgram",
+    "ExecPolicy",
+    "ExecResult",
+    "InvalidReason",
+    "SkipReason",
+    "delete_spans",
+    "execute_document",
+    "is_deletion_of",
+    "merge_spans",
+    "whole_document",
+]
