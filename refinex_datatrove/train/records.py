@@ -1,0 +1,71 @@
+"""SFT records for the refine model: one (rendered chunk -> program) pair per chunk.
+
+The prompt is built by the core renderer (:func:`~refinex_datatrove.program.render_chunk` and
+:func:`~refinex_datatrove.program.render_prompt`), the very functions the annotator uses at inference time, so
+training and inference inputs are identical byte for byte. No datatrove import here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from refinex_datatrove.program import ChunkProgram, render_chunk, render_prompt, split_lines
+
+
+RecordFormat = Literal["conversational", "prompt_completion"]
+RECORD_FORMATS: tuple[str, ...] = ("conversational", "prompt_completion")
+
+
+def chunk_prompt(lines: Sequence[str], chunk_program: ChunkProgram) -> str:
+    """The refine model's user message for one chunk of a document's ``lines``."""
+    chunk = chunk_program.chunk
+    return render_prompt(render_chunk(lines[chunk.start : chunk.end]))
+
+
+def sft_records(
+    doc_text: str, chunk_programs: Sequence[ChunkProgram], fmt: RecordFormat = "conversational"
+) -> list[dict[str, Any]]:
+    """One SFT record per non-skipped chunk of a document, in document order.
+
+    Args:
+        doc_text: the original document the programs were written for.
+        chunk_programs: the per-chunk programs (``metadata["refinex"]["program"]["chunks"]``).
+        fmt: ``"conversational"`` gives ``{"prompt": [{"role": "user", ...}], "completion": [{"role":
+            "assistant", ...}]}`` (TRL applies the chat template); ``"prompt_completion"`` gives plain strings.
+
+    Returns:
+        The records; skipped chunks (one over-long line, never edited) produce none.
+
+    Raises:
+        ValueError: unknown ``fmt``, or a chunk that does not fit in ``doc_text``.
+    """
+    if fmt not in RECORD_FORMATS:
+        raise ValueError(f"unknown record format {fmt!r}; use one of {RECORD_FORMATS}")
+    lines = split_lines(doc_text)
+    records: list[dict[str, Any]] = []
+    for cp in chunk_programs:
+        chunk = cp.chunk
+        if chunk.start < 0 or chunk.n_lines < 1 or chunk.end > len(lines):
+            raise ValueError(f"chunk {chunk} does not fit in a document of {len(lines)} lines")
+        if chunk.skipped:
+            continue
+        prompt = chunk_prompt(lines, cp)
+        if fmt == "conversational":
+            records.append(
+                {
+                    "prompt": [{"role": "user", "content": prompt}],
+                    "completion": [{"role": "assistant", "content": cp.program}],
+                }
+            )
+        else:
+            records.append({"prompt": prompt, "completion": cp.program})
+    return records
+
+
+def sft_record_chunk_indices(chunk_programs: Sequence[ChunkProgram]) -> list[int]:
+    """Index (in ``chunk_programs``) of the chunk behind each record of :func:`sft_records`, for record ids."""
+    return [k for k, cp in enumerate(chunk_programs) if not cp.chunk.skipped]
+
+
+__all__ = ["RECORD_FORMATS", "RecordFormat", "chunk_prompt", "sft_record_chunk_indices", "sft_records"]
