@@ -18,6 +18,7 @@ _STEPS = {
     "RefineModelAnnotator": "refinex_datatrove.steps.annotate",
     "ProgramExecutor": "refinex_datatrove.steps.execute",
     "QualityFilter": "refinex_datatrove.steps.quality_filter",
+    "SFTRecordWriter": "refinex_datatrove.steps.sft_records",
 }
 
 __all__ = ["__version__", *_STEPS]
