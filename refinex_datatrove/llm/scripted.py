@@ -8,6 +8,7 @@ the script says, not model output.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from refinex_datatrove.llm._util import cut_at_stop, error_generation
@@ -35,14 +36,15 @@ class ScriptedBackend:
             backend would. A callable that raises produces an error generation for that request only.
 
     Attributes:
-        requests: every ``(request, params)`` received, in order.
+        requests: the last ``max_recorded`` ``(request, params)`` received, in order (bounded, so a long
+            run with a scripted backend does not grow without limit).
         calls: number of :meth:`generate` calls.
         closed: whether :meth:`close` was called.
 
     Usage counts are whitespace word counts (not tokens).
     """
 
-    def __init__(self, replies: Sequence[Reply] | ReplyFn) -> None:
+    def __init__(self, replies: Sequence[Reply] | ReplyFn, *, max_recorded: int = 10_000) -> None:
         if callable(replies):
             self._fn: ReplyFn | None = replies
             self._queue: list[Reply] = []
@@ -51,7 +53,7 @@ class ScriptedBackend:
             self._queue = list(replies)
         self._next = 0
         self._lock = threading.Lock()
-        self.requests: list[tuple[Request, GenerationParams]] = []
+        self.requests: deque[tuple[Request, GenerationParams]] = deque(maxlen=max_recorded)
         self.calls = 0
         self.closed = False
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -110,7 +111,10 @@ def _parse_fast(line: str) -> Op | None:
 
 def _parse_ast(line: str) -> Op | None:
     try:
-        tree = ast.parse(line, mode="exec")
+        # invalid escapes like "\d" warn; the verdict must not depend on the process's warning filters
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(line, mode="exec")
     except (SyntaxError, ValueError) as e:  # ValueError: NUL bytes, int digit limit
         if "digits" in str(e):
             raise _Invalid(InvalidReason.ABSURD_INTEGER) from None
