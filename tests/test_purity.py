@@ -5,6 +5,7 @@ import sys
 def test_pure_modules_import_no_heavy_frameworks():
     code = (
         "import sys, refinex_datatrove, refinex_datatrove.program, refinex_datatrove.distill\n"
+        "import refinex_datatrove.metadata, refinex_datatrove.labels, refinex_datatrove.annotate\n"
         "import refinex_datatrove.program.executor, refinex_datatrove.program.parser\n"
         "try:\n    import refinex_datatrove.distill.to_program, refinex_datatrove.distill.align\n"
         "except ImportError:\n    pass\n"
