@@ -82,7 +82,7 @@ def build_pipeline(config: dict[str, Any], backend: Any = None) -> list[Any]:
             SFTRecordWriter(
                 output_folder=out["sft_records"],
                 compression=compression,
-                fmt=out.get("sft_format", "conversational"),
+                fmt=out.get("sft_format", "prompt_completion"),
             )
         )
     if out.get("documents"):

@@ -19,6 +19,7 @@ _STEPS = {
     "ProgramExecutor": "refinex_datatrove.steps.execute",
     "QualityFilter": "refinex_datatrove.steps.quality_filter",
     "SFTRecordWriter": "refinex_datatrove.steps.sft_records",
+    "GuardedJsonlReader": "refinex_datatrove.steps.guard",
 }
 
 __all__ = ["__version__", *_STEPS]

@@ -25,6 +25,7 @@ from refinex_datatrove.program.parser import (
     parse_program,
 )
 from refinex_datatrove.program.render import (
+    PROMPT_STYLE,
     REFINE_INSTRUCTION,
     RENDER_FORMAT,
     render_chunk,
@@ -36,6 +37,7 @@ from refinex_datatrove.program.render import (
 __all__ = [
     "FUNCTIONS",
     "MAX_LINE_NUMBER",
+    "PROMPT_STYLE",
     "REFINE_INSTRUCTION",
     "RENDER_FORMAT",
     "Chunk",

@@ -13,11 +13,13 @@ from collections.abc import Sequence
 RENDER_FORMAT = "numbered_v1"
 """Recorded with every program and trained model; change it (``_v2``) whenever the rendering changes."""
 
-REFINE_INSTRUCTION = (
-    "Delete noise (navigation, ads, boilerplate, junk) from the numbered lines. "
-    "Answer with remove_lines(a, b), remove_str(n, \"text\") or keep_all(), one per line."
-)
-"""The refine model's instruction, kept short: prefill dominates the cost of refinement."""
+REFINE_INSTRUCTION = "Clean:"
+"""The refine model's instruction. Prefill dominates the cost of refinement, so the whole wrapper (this line,
+its break and the break that ends the prompt) is 4 SmolLM2 tokens per chunk; no chat template is used."""
+
+PROMPT_STYLE = "raw"
+"""Refine-model prompts are raw text (``Request(prompt=...)``, SFT ``prompt``/``completion`` strings), not chat
+messages: a chat template with its default system prompt costs ~30 tokens per chunk."""
 
 
 def split_lines(text: str) -> list[str]:
@@ -31,5 +33,5 @@ def render_chunk(lines: Sequence[str]) -> str:
 
 
 def render_prompt(rendered_chunk: str) -> str:
-    """The refine model's user message for one rendered chunk."""
-    return f"{REFINE_INSTRUCTION}\n{rendered_chunk}"
+    """The refine model's whole prompt for one rendered chunk; the program follows it directly."""
+    return f"{REFINE_INSTRUCTION}\n{rendered_chunk}\n"

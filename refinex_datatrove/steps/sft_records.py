@@ -35,7 +35,7 @@ class SFTRecordWriter(PipelineStep):
         output_filename: str | None = None,
         compression: str | None = "gzip",
         writer: DiskWriter | None = None,
-        fmt: RecordFormat = "conversational",
+        fmt: RecordFormat = "prompt_completion",
         window: int | None = None,
         unit: str | None = None,
     ) -> None:

@@ -18,21 +18,23 @@ RECORD_FORMATS: tuple[str, ...] = ("conversational", "prompt_completion")
 
 
 def chunk_prompt(lines: Sequence[str], chunk_program: ChunkProgram) -> str:
-    """The refine model's user message for one chunk of a document's ``lines``."""
+    """The refine model's raw prompt for one chunk of a document's ``lines`` (the program follows it)."""
     chunk = chunk_program.chunk
     return render_prompt(render_chunk(lines[chunk.start : chunk.end]))
 
 
 def sft_records(
-    doc_text: str, chunk_programs: Sequence[ChunkProgram], fmt: RecordFormat = "conversational"
+    doc_text: str, chunk_programs: Sequence[ChunkProgram], fmt: RecordFormat = "prompt_completion"
 ) -> list[dict[str, Any]]:
     """One SFT record per non-skipped chunk of a document, in document order.
 
     Args:
         doc_text: the original document the programs were written for.
         chunk_programs: the per-chunk programs (``metadata["refinex"]["program"]["chunks"]``).
-        fmt: ``"conversational"`` gives ``{"prompt": [{"role": "user", ...}], "completion": [{"role":
-            "assistant", ...}]}`` (TRL applies the chat template); ``"prompt_completion"`` gives plain strings.
+        fmt: ``"prompt_completion"`` (default) gives plain strings, the raw prompt the annotator sends
+            (:data:`~refinex_datatrove.program.PROMPT_STYLE`); ``"conversational"`` gives ``{"prompt": [{"role":
+            "user", ...}], "completion": [{"role": "assistant", ...}]}`` (TRL applies the chat template; a model
+            trained on it does not match the annotator's raw prompts).
 
     Returns:
         The records; skipped chunks (one over-long line, never edited) produce none.

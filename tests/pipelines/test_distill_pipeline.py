@@ -88,8 +88,9 @@ def test_field_mode_pipeline_two_tasks(tmp_path, capsys):
     assert sorted(r["id"] for r in records) == ["doc0/chunk_0", "doc1/chunk_0", "doc2/chunk_0"]
     first = next(r for r in records if r["id"] == "doc0/chunk_0")
     lines = pair(0)["noisy"].split("\n")
-    assert first["prompt"] == [{"role": "user", "content": render_prompt(render_chunk(lines))}]
-    assert first["completion"] == [{"role": "assistant", "content": "remove_lines(1, 1)\nremove_lines(4, 4)"}]
+    assert first["prompt"] == render_prompt(render_chunk(lines))  # raw prompt_completion strings (the YAML's format)
+    assert first["prompt"].endswith(f"[4] {FOOTER}\n")
+    assert first["completion"] == "remove_lines(1, 1)\nremove_lines(4, 4)"
     assert (first["window"], first["unit"]) == (12000, "chars")
 
     # both tasks completed, and the summary printed from the merged stats

@@ -47,7 +47,9 @@ def test_conversational_records_and_malformed_programs(tmp_path):
     good = program_doc("g", "a\nb", [ChunkProgram(Chunk(0, 2), "remove_lines(2, 2)")])
     bad = program_doc("b", "a\nb", [ChunkProgram(Chunk(0, 2), "keep_all()")])
     bad.text = "a\nb\nc"  # the program no longer matches the text
-    step = SFTRecordWriter(output_folder=str(tmp_path), compression=None, window=7, unit="words")
+    step = SFTRecordWriter(
+        output_folder=str(tmp_path), compression=None, fmt="conversational", window=7, unit="words"
+    )
     list(step.run(iter([good, bad]), rank=3))
     (record,) = read_records(tmp_path)
     assert record["prompt"] == [{"role": "user", "content": render_prompt("[1] a\n[2] b")}]
@@ -69,4 +71,7 @@ def test_step_pickles_with_the_standard_pickle(tmp_path):
 
     step = pickle.loads(pickle.dumps(SFTRecordWriter(output_folder=str(tmp_path), compression=None)))
     list(step.run(iter([program_doc("p", "a\nb", [ChunkProgram(Chunk(0, 2), "keep_all()")])])))
-    assert [r["id"] for r in read_records(tmp_path)] == ["p/chunk_0"]
+    (record,) = read_records(tmp_path)
+    assert record["id"] == "p/chunk_0"
+    # the default format: raw prompt and completion strings
+    assert (record["prompt"], record["completion"]) == ("Clean:\n[1] a\n[2] b\n", "keep_all()")

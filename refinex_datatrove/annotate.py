@@ -1,0 +1,322 @@
+"""Pure parts of refine-model annotation: chunk plan, requests, the program grammar as a regex, output cleaning.
+
+The refine model sees one chunk at a time, rendered by the core :func:`~refinex_datatrove.program.render_chunk`
+and wrapped by :func:`~refinex_datatrove.program.render_prompt` into one raw prompt (no chat template): the very
+functions that build the SFT data, so training and inference inputs are identical byte for byte. It answers
+with a program (one call per line); :func:`clean_generation` strips code fences and whitespace, and nothing
+more: parsing belongs to the core parser, which runs later in the executor.
+
+Both transports share these functions: :class:`~refinex_datatrove.steps.annotate.RefineModelAnnotator` (inline,
+batched through an :class:`~refinex_datatrove.llm.base.LLMBackend`) and the rollout of
+:func:`~refinex_datatrove.steps.annotate.make_annotate_rollout` (datatrove's ``InferenceRunner``).
+
+Nothing here imports datatrove or a model library.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from refinex_datatrove.llm.base import Generation, Request
+from refinex_datatrove.program import Chunk, Unit, chunk_lines, parse_program, render_chunk, render_prompt, split_lines
+
+
+DEFAULT_WINDOW = 12_000
+"""Default refine window in characters: the paper's ~12,000 (and ProgramDistiller's default). A trained model's
+``refinex.json`` overrides it."""
+
+DEFAULT_UNIT = "chars"
+
+DEFAULT_MAX_NEW_TOKENS = 512
+"""Default bound on a program's length in tokens (a long program is a sign of a confused model)."""
+
+DEFAULT_MAX_CALLS = 64
+"""Default bound on calls per program in the guided-decoding grammar."""
+
+KEEP_ALL = "keep_all()"
+
+
+class ChunkStatus(StrEnum):
+    """What happened to one chunk during annotation (stored per chunk in metadata)."""
+
+    OK = "ok"  # a complete generation
+    TRUNCATED = "truncated"  # hit max_tokens; an unparseable last line was dropped
+    EMPTY = "empty"  # the model answered nothing (after cleaning); stored as keep_all()
+    FAILED = "failed"  # the transport reported an error; stored as keep_all(), the chunk keeps its text
+    SKIPPED = "skipped"  # one line longer than the window; never sent, never edited
+    BLANK = "blank"  # only whitespace; nothing to refine, never sent
+
+
+SENT = frozenset({ChunkStatus.OK, ChunkStatus.TRUNCATED, ChunkStatus.EMPTY, ChunkStatus.FAILED})
+"""Statuses of chunks that got a request."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkAnnotation:
+    """The program stored for one chunk.
+
+    Attributes:
+        chunk: the chunk (0-based first document line, line count, skipped flag).
+        program: program text (``keep_all()`` for chunks that were not sent or whose generation failed).
+        status: see :class:`ChunkStatus`.
+        finish_reason: the backend's finish reason (``None`` when nothing was sent).
+        prompt_tokens: prompt tokens the backend reported.
+        completion_tokens: generated tokens the backend reported.
+        error: the transport's error message for a failed chunk.
+    """
+
+    chunk: Chunk
+    program: str
+    status: ChunkStatus
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+
+
+def plan_chunks(text: str, window: int = DEFAULT_WINDOW, unit: Unit = DEFAULT_UNIT) -> list[Chunk]:
+    """The chunks of ``text`` (greedy whole-line packing, paper Algorithm 3, via the core ``chunk_lines``).
+
+    Args:
+        text: the document.
+        window: chunk budget in ``unit``.
+        unit: ``"chars"``, ``"words"`` or a callable counting one line.
+
+    Returns:
+        Chunks covering every line of ``text`` in order; a line longer than ``window`` is its own skipped chunk.
+    """
+    return chunk_lines(split_lines(text), window, unit)
+
+
+def needs_request(lines: Sequence[str], chunk: Chunk) -> bool:
+    """Whether ``chunk`` is sent to the model: not skipped, and holding some non-whitespace text."""
+    return not chunk.skipped and any(line.strip() for line in lines[chunk.start : chunk.end])
+
+
+def chunk_prompt(lines: Sequence[str], chunk: Chunk) -> str:
+    """The raw prompt for one chunk: ``render_prompt(render_chunk(chunk lines))`` (no chat template)."""
+    return render_prompt(render_chunk(lines[chunk.start : chunk.end]))
+
+
+def build_requests(
+    text: str, chunks: Sequence[Chunk], *, guided: bool = False, max_calls: int | None = DEFAULT_MAX_CALLS
+) -> list[Request]:
+    """One raw-prompt request per chunk that :func:`needs_request`, in chunk order.
+
+    Args:
+        text: the document the chunks were planned on.
+        chunks: from :func:`plan_chunks`.
+        guided: attach :func:`program_regex` for the chunk's line count to each request (grammar-constrained
+            decoding on backends that support it).
+        max_calls: the grammar's bound on calls per program (``None``: unbounded).
+
+    Returns:
+        The requests; pair them back with ``[c for c in chunks if needs_request(lines, c)]``.
+    """
+    lines = split_lines(text)
+    return [
+        Request(
+            prompt=chunk_prompt(lines, chunk),
+            guided_regex=program_regex(chunk.n_lines, max_calls=max_calls) if guided else None,
+        )
+        for chunk in chunks
+        if needs_request(lines, chunk)
+    ]
+
+
+_FENCE_OPEN = re.compile(r"\A```[A-Za-z0-9_+-]*[ \t]*\n?")
+_FENCE_CLOSE = re.compile(r"\n?```\Z")
+
+
+def clean_generation(text: str) -> str:
+    """Strip surrounding whitespace and one enclosing Markdown code fence; nothing else.
+
+    ``"```python\\nremove_lines(1, 2)\\n```"`` becomes ``"remove_lines(1, 2)"``. The calls themselves are left
+    as generated: the core parser decides what is valid.
+    """
+    out = text.strip()
+    if out.startswith("```"):
+        out = _FENCE_OPEN.sub("", out, count=1)
+        out = _FENCE_CLOSE.sub("", out, count=1)
+        out = out.strip()
+    return out
+
+
+def drop_cut_call(program: str) -> str:
+    """For a truncated generation: drop the last line when it does not parse (a call cut off mid-way)."""
+    lines = program.split("\n")
+    if lines and parse_program(lines[-1]).invalid:
+        lines.pop()
+    return "\n".join(lines).strip()
+
+
+def annotation_from_generation(chunk: Chunk, gen: Generation) -> ChunkAnnotation:
+    """Turn one generation into the chunk's stored program and status.
+
+    A failed request stores ``keep_all()`` (the chunk keeps its text); an empty answer stores ``keep_all()``
+    with status ``empty``; a truncated answer keeps its complete calls.
+    """
+    common = {
+        "finish_reason": gen.finish_reason,
+        "prompt_tokens": gen.prompt_tokens or 0,
+        "completion_tokens": gen.completion_tokens or 0,
+    }
+    if not gen.ok:
+        return ChunkAnnotation(chunk, KEEP_ALL, ChunkStatus.FAILED, error=gen.error or "unknown error", **common)
+    program = clean_generation(gen.text)
+    status = ChunkStatus.OK
+    if gen.finish_reason == "length":
+        program = drop_cut_call(program)
+        status = ChunkStatus.TRUNCATED
+    if not program:
+        return ChunkAnnotation(chunk, KEEP_ALL, ChunkStatus.EMPTY if status == ChunkStatus.OK else status, **common)
+    return ChunkAnnotation(chunk, program, status, **common)
+
+
+def assemble_annotations(
+    text: str, chunks: Sequence[Chunk], generations: Sequence[Generation]
+) -> list[ChunkAnnotation]:
+    """Pair generations (one per requested chunk, as from :func:`build_requests`) back with all chunks.
+
+    Args:
+        text: the document.
+        chunks: every chunk of the document.
+        generations: one per chunk that :func:`needs_request`, in order.
+
+    Returns:
+        One :class:`ChunkAnnotation` per chunk, in order.
+
+    Raises:
+        ValueError: the number of generations does not match the requested chunks.
+    """
+    lines = split_lines(text)
+    wanted = sum(needs_request(lines, c) for c in chunks)
+    if len(generations) != wanted:
+        raise ValueError(f"{len(generations)} generations for {wanted} requested chunks")
+    it = iter(generations)
+    out: list[ChunkAnnotation] = []
+    for chunk in chunks:
+        if chunk.skipped:
+            out.append(ChunkAnnotation(chunk, KEEP_ALL, ChunkStatus.SKIPPED))
+        elif not needs_request(lines, chunk):
+            out.append(ChunkAnnotation(chunk, KEEP_ALL, ChunkStatus.BLANK))
+        else:
+            out.append(annotation_from_generation(chunk, next(it)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The program grammar as a regex, for grammar-constrained decoding.
+
+
+def _digit_class(lo: int, hi: int) -> str:
+    if lo == hi:
+        return str(lo)
+    if lo == 0 and hi == 9:
+        return "[0-9]"
+    return f"[{lo}-{hi}]"
+
+
+def _any_digits(k: int) -> str:
+    if k == 0:
+        return ""
+    return "[0-9]" if k == 1 else f"[0-9]{{{k}}}"
+
+
+def _same_length_range(lo: str, hi: str) -> list[str]:
+    """Alternatives matching exactly the integers lo..hi written with ``len(lo)`` digits (lo <= hi)."""
+    if len(lo) == 1:
+        return [_digit_class(int(lo), int(hi))]
+    if lo[0] == hi[0]:
+        return [lo[0] + alt for alt in _rest_group(lo[1:], hi[1:])]
+    k = len(lo) - 1
+    parts: list[str] = []
+    first_full, last_full = int(lo[0]), int(hi[0])
+    if lo[1:] != "0" * k:
+        parts += [lo[0] + alt for alt in _rest_group(lo[1:], "9" * k)]
+        first_full += 1
+    tail: list[str] = []
+    if hi[1:] != "9" * k:
+        tail = [hi[0] + alt for alt in _rest_group("0" * k, hi[1:])]
+        last_full -= 1
+    if first_full <= last_full:
+        parts.append(_digit_class(first_full, last_full) + _any_digits(k))
+    return parts + tail
+
+
+def _rest_group(lo: str, hi: str) -> list[str]:
+    alts = _same_length_range(lo, hi)
+    return alts if len(alts) == 1 else ["(" + "|".join(alts) + ")"]
+
+
+def int_range_regex(lo: int, hi: int) -> str:
+    """A regex (no anchors, one group) matching exactly the decimal integers ``lo..hi``, without leading zeros.
+
+    Built from digit ranges, so it stays small: ``int_range_regex(1, 137)`` is
+    ``([1-9]|[1-9][0-9]|1([0-2][0-9]|3[0-7]))``.
+    """
+    if lo < 0 or hi < lo:
+        raise ValueError(f"need 0 <= lo <= hi, got {lo}..{hi}")
+    alts: list[str] = []
+    for n_digits in range(len(str(lo)), len(str(hi)) + 1):
+        a = max(lo, 10 ** (n_digits - 1) if n_digits > 1 else 0)
+        b = min(hi, 10**n_digits - 1)
+        alts += _same_length_range(str(a), str(b))
+    return "(" + "|".join(alts) + ")"
+
+
+# The body of a canonical string literal (format_program's double-quoted repr style): any character but the
+# quote, the backslash and line breaks, or one of Python's escapes.
+_STR_BODY = r'([^"\\\n\r]|\\["\\\'abfnrtv]|\\x[0-9a-f]{2}|\\u[0-9a-f]{4}|\\U[0-9a-f]{8})+'
+
+
+def program_regex(n_lines: int, max_calls: int | None = DEFAULT_MAX_CALLS) -> str:
+    """A regex for one chunk's program whose line numbers are restricted to ``1..n_lines``.
+
+    The language is the canonical program text of :func:`~refinex_datatrove.program.format_program`:
+    ``keep_all()`` alone, or 1 to ``max_calls`` calls ``remove_lines(a, b)`` / ``remove_str(n, "text")``
+    separated by ``"\\n"``. It does not enforce ``a <= b`` (the executor counts ``inverted_range``).
+    The regex uses only character classes, groups, alternation and bounded repetition, which vLLM's
+    structured-output backends (xgrammar, guidance) and Python's ``re`` all accept.
+
+    Args:
+        n_lines: lines in the chunk (>= 1).
+        max_calls: most calls in one program; ``None`` for no bound.
+
+    Returns:
+        The regex (match it with ``re.fullmatch``).
+    """
+    if n_lines < 1:
+        raise ValueError(f"n_lines must be >= 1, got {n_lines}")
+    if max_calls is not None and max_calls < 1:
+        raise ValueError(f"max_calls must be >= 1 or None, got {max_calls}")
+    num = int_range_regex(1, n_lines)
+    call = rf'(remove_lines\({num}, {num}\)|remove_str\({num}, "{_STR_BODY}"\))'
+    more = "*" if max_calls is None else ("" if max_calls == 1 else f"{{0,{max_calls - 1}}}")
+    calls = call if max_calls == 1 else rf"{call}(\n{call}){more}"
+    return rf"(keep_all\(\)|{calls})"
+
+
+__all__ = [
+    "DEFAULT_MAX_CALLS",
+    "DEFAULT_MAX_NEW_TOKENS",
+    "DEFAULT_UNIT",
+    "DEFAULT_WINDOW",
+    "KEEP_ALL",
+    "SENT",
+    "ChunkAnnotation",
+    "ChunkStatus",
+    "annotation_from_generation",
+    "assemble_annotations",
+    "build_requests",
+    "chunk_prompt",
+    "clean_generation",
+    "drop_cut_call",
+    "int_range_regex",
+    "needs_request",
+    "plan_chunks",
+    "program_regex",
+]

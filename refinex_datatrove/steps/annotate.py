@@ -1,0 +1,481 @@
+"""RefineModelAnnotator: the refine model writes one program per chunk; the programs are stored, not executed.
+
+Two transports share the pure functions of :mod:`refinex_datatrove.annotate`:
+
+* :class:`RefineModelAnnotator`, an inline pipeline step over an :class:`~refinex_datatrove.llm.base.LLMBackend`
+  (vLLM in-process, an OpenAI-compatible endpoint, or transformers on CPU), batching documents;
+* :func:`make_annotate_rollout`, a rollout for datatrove's ``InferenceRunner`` (managed ``vllm serve``,
+  checkpoints, resume). ``InferenceRunner`` is terminal, so execution and filtering then run as a second
+  stage (``pipelines/refine_two_stage.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.batching import batched
+from datatrove.utils.logging import logger
+from datatrove.utils.typeshelper import StatHints
+
+from refinex_datatrove.annotate import (
+    DEFAULT_MAX_CALLS,
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_UNIT,
+    DEFAULT_WINDOW,
+    ChunkAnnotation,
+    ChunkStatus,
+    assemble_annotations,
+    build_requests,
+    plan_chunks,
+)
+from refinex_datatrove.llm.base import Generation, GenerationParams, LLMBackend, Request
+from refinex_datatrove.metadata import META_KEY, empty_refinex, write_program
+from refinex_datatrove.program import REFINE_INSTRUCTION, RENDER_FORMAT, ChunkProgram, Unit, split_lines
+
+
+PROGRAM_SOURCE = "model"
+"""``metadata["refinex"]["program"]["source"]`` of programs written by a refine model."""
+
+DEFAULT_MODEL = "default"
+"""Sentinel for ``model``: the refine model shipped with the package
+(:func:`refinex_datatrove.models.default_model_dir`)."""
+
+BACKEND_KINDS = ("vllm", "endpoint", "transformers")
+
+
+class AnnotateStat(StrEnum):
+    """Stats of :class:`RefineModelAnnotator` besides ``total``/``forwarded``."""
+
+    CHUNKS = "chunks"  # value = chunks per document
+    CHUNKS_SKIPPED = "chunks_skipped"  # one line over the window: never sent, never edited
+    CHUNKS_BLANK = "chunks_blank"  # whitespace only: never sent
+    REQUESTS = "requests"
+    TOKENS_IN = "tokens_in"
+    TOKENS_OUT = "tokens_out"
+    GEN_TRUNCATED = "gen_truncated"  # finish_reason "length"; complete calls kept
+    GEN_FAILED = "gen_failed"  # transport error; the chunk keeps its text
+    GEN_EMPTY = "gen_empty"  # the model answered nothing
+    DOCS_ANNOTATED = "docs_annotated"
+    DOCS_FAILED = "docs_failed"  # every requested chunk of the document failed
+    BATCH_ERROR = "batch_error"  # generate() raised for a whole batch
+    METADATA_REPLACED = "refinex_metadata_replaced"  # metadata["refinex"] was not a dict; replaced
+
+
+@dataclass(frozen=True, slots=True)
+class RefineModelInfo:
+    """What a trained refine model folder says about itself (``refinex.json``), or defaults for a bare model.
+
+    Attributes:
+        path: the model folder or id as given (``"default"`` resolved).
+        name: the name recorded with the programs.
+        window: the chunk window the model was trained with, ``None`` if unknown.
+        unit: the window's unit, ``None`` if unknown.
+        adapter: the folder is a LoRA adapter for ``base_model``.
+        meta: the whole ``refinex.json`` (empty for a bare model).
+    """
+
+    path: str
+    name: str
+    window: int | None
+    unit: str | None
+    adapter: bool
+    meta: dict[str, Any]
+
+
+def resolve_model(model: str | os.PathLike[str]) -> RefineModelInfo:
+    """Resolve ``model`` (``"default"``, a trained model folder, a plain model folder or id) and read its
+    ``refinex.json`` when there is one.
+
+    Raises:
+        FileNotFoundError: ``"default"`` but the package ships no default model.
+        ValueError: ``refinex.json`` names another render format than this package's :data:`RENDER_FORMAT`.
+    """
+    model = str(model)
+    if model == DEFAULT_MODEL:
+        from refinex_datatrove.models import default_model_dir
+
+        model = default_model_dir()
+    meta: dict[str, Any] = {}
+    path = Path(model)
+    if path.is_dir() and (path / "refinex.json").is_file():
+        meta = json.loads((path / "refinex.json").read_text(encoding="utf-8"))
+        render = meta.get("render_format")
+        if render != RENDER_FORMAT:
+            raise ValueError(
+                f"{model} was trained on render format {render!r}, this package renders {RENDER_FORMAT!r}: "
+                "its line numbers would not match"
+            )
+        instruction = meta.get("instruction")
+        if instruction is not None and instruction != REFINE_INSTRUCTION:
+            logger.warning(f"{model} was trained with another instruction than REFINE_INSTRUCTION; outputs may suffer")
+    name = path.name if path.is_dir() else model
+    return RefineModelInfo(
+        path=model,
+        name=name or model,
+        window=meta.get("window"),
+        unit=meta.get("unit"),
+        adapter=bool(meta.get("adapter")),
+        meta=meta,
+    )
+
+
+def _adapter_rank(adapter_dir: str) -> int | None:
+    try:
+        cfg = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    r = cfg.get("r")
+    return r if isinstance(r, int) else None
+
+
+def make_refine_backend(
+    kind: str, info: RefineModelInfo, backend_kwargs: Mapping[str, Any] | None = None
+) -> LLMBackend:
+    """Build the backend for a refine model: base model plus adapter where the folder is an adapter.
+
+    Args:
+        kind: ``"vllm"``, ``"endpoint"`` or ``"transformers"``.
+        info: from :func:`resolve_model`.
+        backend_kwargs: passed to :func:`refinex_datatrove.llm.make_backend`; a ``"model"`` entry replaces the
+            model argument (for an endpoint: the name the server serves the model under).
+    """
+    from refinex_datatrove.llm import make_backend
+
+    kw = dict(backend_kwargs or {})
+    model = kw.pop("model", None)
+    if kind == "endpoint":
+        return make_backend(kind, model or info.path, **kw)
+    if model is None and info.adapter:
+        from refinex_datatrove.models import base_model_dir
+
+        model = base_model_dir(info.path)
+        if kind == "transformers":
+            kw.setdefault("adapter", info.path)
+        elif kind == "vllm":
+            kw.setdefault("lora_path", info.path)
+            rank = _adapter_rank(info.path)
+            if rank is not None and rank > 16:
+                extra = dict(kw.get("extra") or {})
+                extra.setdefault("max_lora_rank", rank)
+                kw["extra"] = extra
+    return make_backend(kind, model or info.path, **kw)
+
+
+def _count_annotations(step: PipelineStep, annotations: Sequence[ChunkAnnotation]) -> bool:
+    """Update the chunk stats of one document; returns whether the document failed (every sent chunk failed)."""
+    step.stat_update(AnnotateStat.CHUNKS, value=len(annotations), unit="doc")
+    sent = failed = 0
+    for a in annotations:
+        if a.status == ChunkStatus.SKIPPED:
+            step.stat_update(AnnotateStat.CHUNKS_SKIPPED)
+            continue
+        if a.status == ChunkStatus.BLANK:
+            step.stat_update(AnnotateStat.CHUNKS_BLANK)
+            continue
+        sent += 1
+        step.stat_update(AnnotateStat.REQUESTS)
+        step.stat_update(AnnotateStat.TOKENS_IN, value=a.prompt_tokens)
+        step.stat_update(AnnotateStat.TOKENS_OUT, value=a.completion_tokens)
+        if a.status == ChunkStatus.FAILED:
+            failed += 1
+            step.stat_update(AnnotateStat.GEN_FAILED)
+        elif a.status == ChunkStatus.TRUNCATED:
+            step.stat_update(AnnotateStat.GEN_TRUNCATED)
+        elif a.status == ChunkStatus.EMPTY:
+            step.stat_update(AnnotateStat.GEN_EMPTY)
+    return sent > 0 and failed == sent
+
+
+def store_annotations(doc: Document, annotations: Sequence[ChunkAnnotation], model_name: str) -> bool:
+    """Write the chunk programs to ``doc.metadata["refinex"]["program"]`` (source ``"model"``).
+
+    Besides the common schema, the record holds ``"model"`` (the refine model's name) and each chunk its
+    ``"status"`` (:class:`~refinex_datatrove.annotate.ChunkStatus`); a failed chunk's program is ``keep_all()``.
+    A ``metadata["refinex"]`` that is not a dict (malformed upstream metadata) is replaced by a fresh one.
+
+    Returns:
+        Whether malformed ``metadata["refinex"]`` had to be replaced.
+    """
+    replaced = META_KEY in doc.metadata and not isinstance(doc.metadata[META_KEY], dict)
+    if replaced:
+        doc.metadata[META_KEY] = empty_refinex()
+    n_lines = len(split_lines(doc.text))
+    record = write_program(doc, [ChunkProgram(a.chunk, a.program) for a in annotations], PROGRAM_SOURCE, n_lines)
+    record["model"] = model_name  # type: ignore[typeddict-unknown-key]
+    for chunk_record, a in zip(record["chunks"], annotations, strict=True):
+        chunk_record["status"] = a.status.value  # type: ignore[typeddict-unknown-key]
+    return replaced
+
+
+class RefineModelAnnotator(PipelineStep):
+    """Ask the refine model for one program per chunk of every document and store the programs.
+
+    Reads ``doc.text``. Writes ``doc.metadata["refinex"]["program"]`` =
+    ``{"render", "source": "model", "model", "n_lines", "chunks": [{"start", "n_lines", "skipped", "program",
+    "status"}]}`` (see :mod:`refinex_datatrove.metadata`); ``doc.text`` is unchanged: ``ProgramExecutor`` runs
+    the programs, now or later under another policy, without the model.
+
+    Every chunk is rendered with the core renderer (the one the training data used) and sent as one raw prompt
+    (``render_prompt``, no chat template); decoding is greedy. Skipped chunks (one line over the window) and
+    whitespace-only chunks get no request and the program ``keep_all()``. A chunk whose generation failed gets
+    ``keep_all()`` with status ``failed``, so the document keeps its text. Documents are batched ``batch_size``
+    at a time and all their chunks are generated in one backend call.
+
+    A document whose every requested chunk failed counts as ``docs_failed``. If every document of the task
+    failed, the step raises :class:`RuntimeError` at the end; an exception from the backend on the first batch
+    (a wrong model path, an unreachable server) is raised at once.
+
+    Args:
+        model: a trained refine model folder (with ``refinex.json``, full model or LoRA adapter), a plain model
+            folder or id, or ``"default"`` for the model shipped with the package. For ``backend="endpoint"``
+            it names the model on the server (override with ``backend_kwargs={"model": ...}``).
+        backend: ``"vllm"``, ``"endpoint"``, ``"transformers"``, ``None`` (auto:
+            :func:`refinex_datatrove.llm.default_backend_kind`) or an :class:`LLMBackend` instance.
+        backend_kwargs: keyword arguments for the backend (e.g. ``{"base_url": ...}`` for an endpoint,
+            ``{"max_model_len": 4096}`` for vLLM).
+        window: chunk window; default the model's ``refinex.json`` value, else
+            :data:`~refinex_datatrove.annotate.DEFAULT_WINDOW` characters.
+        unit: window unit (``"chars"`` or ``"words"``); default from ``refinex.json``, else ``"chars"``.
+        batch_size: documents per backend call.
+        max_new_tokens: bound on each program's length in tokens.
+        guided: constrain decoding to the program grammar with line numbers within the chunk (backends that
+            support it: vLLM, vLLM-served endpoints; transformers ignores it).
+        max_calls: the grammar's bound on calls per program (``guided`` only); ``None`` for no bound.
+        model_name: name recorded with the programs; default the model folder's name or the model id.
+    """
+
+    name = "🏷️ RefineX annotate"
+    type = "🤖 - LLM"
+
+    def __init__(
+        self,
+        *,
+        model: str | os.PathLike[str] = DEFAULT_MODEL,
+        backend: str | LLMBackend | None = None,
+        backend_kwargs: Mapping[str, Any] | None = None,
+        window: int | None = None,
+        unit: Unit | None = None,
+        batch_size: int = 64,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        guided: bool = False,
+        max_calls: int | None = DEFAULT_MAX_CALLS,
+        model_name: str | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(backend, str) and backend not in BACKEND_KINDS:
+            raise ValueError(f"backend must be one of {BACKEND_KINDS}, None or an LLMBackend, got {backend!r}")
+        if backend is not None and not isinstance(backend, str) and not isinstance(backend, LLMBackend):
+            raise TypeError(f"backend must be a kind name, None or an LLMBackend, got {type(backend).__name__}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 1 <= max_new_tokens <= 8192:
+            raise ValueError(f"max_new_tokens must be in 1..8192, got {max_new_tokens}")
+        info = resolve_model(model)
+        self.model = info.path
+        self.info = info
+        self.model_name = model_name or info.name
+        self.backend = backend
+        self.backend_kwargs = dict(backend_kwargs or {})
+        self.window = window if window is not None else (info.window or DEFAULT_WINDOW)
+        self.unit = unit if unit is not None else (info.unit or DEFAULT_UNIT)
+        if self.window < 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
+        if info.window is not None and window is not None and window != info.window:
+            logger.warning(f"window {window} differs from the window {info.window} that {self.model} was trained with")
+        self.batch_size = batch_size
+        self.guided = guided
+        self.max_calls = max_calls
+        self.params = GenerationParams(max_tokens=max_new_tokens, temperature=0.0)
+
+    def _make_backend(self) -> LLMBackend:
+        if self.backend is not None and not isinstance(self.backend, str):
+            return self.backend
+        kind = self.backend
+        if kind is None:
+            from refinex_datatrove.llm import default_backend_kind
+
+            kind = default_backend_kind()
+        return make_refine_backend(kind, self.info, self.backend_kwargs)
+
+    def _generate(self, backend: LLMBackend, requests: list[Request], first: bool) -> list[Generation]:
+        if not requests:
+            return []
+        try:
+            generations = backend.generate(requests, self.params)
+        except Exception as exc:
+            if first:
+                raise RuntimeError(
+                    f"refine model {self.model!r}: the backend failed on the first batch ({type(exc).__name__}: "
+                    f"{exc}); check the model path, backend and server"
+                ) from exc
+            logger.warning(f"generate() raised for a batch of {len(requests)} requests: {exc!r}")
+            self.stat_update(AnnotateStat.BATCH_ERROR)
+            return [Generation(text="", finish_reason="error", error=repr(exc)) for _ in requests]
+        if len(generations) != len(requests):
+            logger.warning(f"backend returned {len(generations)} generations for {len(requests)} requests")
+            self.stat_update(AnnotateStat.BATCH_ERROR)
+            return [Generation(text="", finish_reason="error", error="generation count mismatch") for _ in requests]
+        return generations
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        backend = self._make_backend()
+        n_docs = n_failed = 0
+        first = True
+        try:
+            for batch in batched(data, self.batch_size):
+                plans = []
+                requests: list[Request] = []
+                for doc in batch:
+                    chunks = plan_chunks(doc.text, self.window, self.unit)
+                    doc_requests = build_requests(doc.text, chunks, guided=self.guided, max_calls=self.max_calls)
+                    plans.append((chunks, len(doc_requests)))
+                    requests += doc_requests
+                with self.track_time(unit="batch"):
+                    generations = self._generate(backend, requests, first)
+                first = first and not requests
+                offset = 0
+                for doc, (chunks, n_req) in zip(batch, plans, strict=True):
+                    self.stat_update(StatHints.total)
+                    annotations = assemble_annotations(doc.text, chunks, generations[offset : offset + n_req])
+                    offset += n_req
+                    if store_annotations(doc, annotations, self.model_name):
+                        self.stat_update(AnnotateStat.METADATA_REPLACED)
+                    n_docs += 1
+                    if _count_annotations(self, annotations):
+                        n_failed += 1
+                        self.stat_update(AnnotateStat.DOCS_FAILED)
+                    else:
+                        self.stat_update(AnnotateStat.DOCS_ANNOTATED)
+                    self.stat_update(StatHints.forwarded)
+                    yield doc
+        finally:
+            backend.close()
+        if n_docs and n_failed == n_docs:
+            raise RuntimeError(
+                f"refine model {self.model!r}: generation failed for all {n_docs} documents of task {rank} "
+                "(see gen_failed and the log); a wrong model, backend or server, not bad data"
+            )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# InferenceRunner route
+
+
+def _payload(request: Request, max_tokens: int) -> dict[str, Any]:
+    payload: dict[str, Any] = {"prompt": request.prompt, "max_tokens": max_tokens, "temperature": 0.0}
+    if request.guided_regex is not None:
+        payload["structured_outputs"] = {"regex": request.guided_regex}
+    return payload
+
+
+def _to_generation(result: Any) -> Generation:
+    usage = getattr(result, "usage", None) or {}
+    return Generation(
+        text=getattr(result, "text", "") or "",
+        finish_reason=getattr(result, "finish_reason", None) or "stop",
+        prompt_tokens=int(usage.get("prompt_tokens", 0) or 0),
+        completion_tokens=int(usage.get("completion_tokens", 0) or 0),
+    )
+
+
+@dataclass(frozen=True)
+class AnnotateRollout:
+    """Async rollout for datatrove's ``InferenceRunner``; build it with :func:`make_annotate_rollout`.
+
+    Plans and renders the chunks of ``document.text`` exactly as :class:`RefineModelAnnotator` does, sends one
+    raw-prompt request per chunk (``{"prompt": ...}``: run the ``InferenceRunner`` with
+    ``InferenceConfig(use_chat=False)`` so it goes to ``/v1/completions``; concurrently, the runner's semaphore
+    bounds them), and stores the programs in
+    ``document.metadata["refinex"]["program"]`` (the same record). Re-running it (resume) rewrites the same
+    record. A request that fails with ``InferenceError`` (a 4xx, or connection retries exhausted) becomes a
+    ``failed`` chunk with ``keep_all()``; a ``ServerError`` (the server died) propagates and fails the task,
+    as the runner intends.
+
+    Returns a summary dict for ``metadata["rollout_results"]``: ``{"chunks", "requests", "failed",
+    "truncated", "prompt_tokens", "completion_tokens"}``; never ``None``, so every document is written.
+    """
+
+    window: int = DEFAULT_WINDOW
+    unit: str = DEFAULT_UNIT
+    max_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    guided: bool = False
+    max_calls: int | None = DEFAULT_MAX_CALLS
+    model_name: str = "refine-model"
+
+    async def _one(self, generate: Any, request: Request) -> Generation:
+        from datatrove.pipeline.inference.types import InferenceError
+
+        try:
+            result = await generate(_payload(request, self.max_tokens))
+        except InferenceError as exc:
+            logger.warning(f"refine request failed: {exc.error}")
+            return Generation(text="", finish_reason="error", error=str(exc.error))
+        return _to_generation(result)
+
+    async def __call__(self, document: Document, generate: Any, **_context: Any) -> dict[str, int]:
+        chunks = plan_chunks(document.text, self.window, self.unit)
+        requests = build_requests(document.text, chunks, guided=self.guided, max_calls=self.max_calls)
+        generations = await asyncio.gather(*(self._one(generate, r) for r in requests))
+        annotations = assemble_annotations(document.text, chunks, list(generations))
+        store_annotations(document, annotations, self.model_name)
+        return {
+            "chunks": len(annotations),
+            "requests": len(requests),
+            "failed": sum(a.status == ChunkStatus.FAILED for a in annotations),
+            "truncated": sum(a.status == ChunkStatus.TRUNCATED for a in annotations),
+            "prompt_tokens": sum(a.prompt_tokens for a in annotations),
+            "completion_tokens": sum(a.completion_tokens for a in annotations),
+        }
+
+
+def make_annotate_rollout(
+    window: int = DEFAULT_WINDOW,
+    unit: str = DEFAULT_UNIT,
+    max_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    guided: bool = False,
+    *,
+    max_calls: int | None = DEFAULT_MAX_CALLS,
+    model_name: str = "refine-model",
+) -> AnnotateRollout:
+    """The rollout for ``InferenceRunner(rollout_fn=make_annotate_rollout(...), config=InferenceConfig(...))``.
+
+    Args:
+        window: chunk window (use the model's ``refinex.json`` value; see :func:`resolve_model`).
+        unit: window unit.
+        max_tokens: bound on each program's length in tokens.
+        guided: send the program grammar as vLLM's ``structured_outputs={"regex": ...}`` (vLLM >= 0.12).
+        max_calls: the grammar's bound on calls per program.
+        model_name: recorded with the programs.
+
+    Returns:
+        A picklable async callable ``rollout(document, generate, **shared_context)``.
+    """
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    return AnnotateRollout(window, unit, max_tokens, guided, max_calls, model_name)
+
+
+__all__ = [
+    "BACKEND_KINDS",
+    "DEFAULT_MODEL",
+    "PROGRAM_SOURCE",
+    "AnnotateRollout",
+    "AnnotateStat",
+    "RefineModelAnnotator",
+    "RefineModelInfo",
+    "make_annotate_rollout",
+    "make_refine_backend",
+    "resolve_model",
+    "store_annotations",
+]

