@@ -88,7 +88,7 @@ def add_render_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "lines are packed into chunks, each preceded by a '### chunk i: lines a-b' header.",
     )
     p.add_argument("file", metavar="FILE", help="UTF-8 text file")
-    p.add_argument("--window", type=_positive_int, default=None, help="chunk size (default: one chunk)")
+    p.add_argument("--window", type=positive_int, default=None, help="chunk size (default: one chunk)")
     p.add_argument("--unit", choices=("chars", "words"), default="chars", help="chunk size unit (default: chars)")
     return p
 
@@ -155,14 +155,24 @@ def run_apply(args: argparse.Namespace) -> int:
 # ---- main --------------------------------------------------------------------------------------------------
 
 
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
+def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {value!r}") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {n}")
+        return n
+
+    parse.__name__ = f"{what.replace('-', '_')}_int"
+    return parse
+
+
+positive_int = _int_at_least(1, "positive")
+"""argparse ``type=`` for integers >= 1 (shared by every subcommand)."""
+non_negative_int = _int_at_least(0, "non-negative")
+"""argparse ``type=`` for integers >= 0."""
 
 
 def _load(sub: Subcommand) -> tuple[Callable, Callable] | None:

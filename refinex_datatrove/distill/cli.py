@@ -17,7 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from refinex_datatrove.cli import InputError, read_text_file
+from refinex_datatrove.cli import InputError, non_negative_int, positive_int, read_text_file
 from refinex_datatrove.distill.to_program import (
     DistillConfig,
     DistillResult,
@@ -31,46 +31,26 @@ EXIT_USAGE = 2
 EXIT_REJECTED = 3
 
 
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
-
-
-def _non_negative_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {n}")
-    return n
-
-
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     defaults = DistillConfig()
     p.add_argument("--original", required=True, metavar="A.txt", help="the raw text (UTF-8)")
     p.add_argument("--refined", required=True, metavar="B.txt", help="the refined text (UTF-8)")
     p.add_argument(
         "--window",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="chunk size, as the annotator chunks (default: one chunk over the whole document)",
     )
     p.add_argument("--unit", choices=("chars", "words"), default="chars", help="chunk size unit (default: chars)")
     p.add_argument(
         "--min-deleted-chars",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=defaults.min_deleted_chars,
         help=f"reject pairs deleting 1 to N-1 characters (default: {defaults.min_deleted_chars})",
     )
     p.add_argument(
         "--rewrite-span-limit",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=defaults.rewrite_span_limit,
         help="reject pairs with an insertion or replacement of at least this many characters; 0 disables "
         f"(default: {defaults.rewrite_span_limit})",

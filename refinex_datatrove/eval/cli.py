@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from refinex_datatrove.cli import positive_int
+
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.bz2", ".jsonl.xz")
 """Files of a folder that are read (datatrove's ``JsonlWriter`` writes ``.jsonl.gz`` by default)."""
@@ -165,7 +167,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("--id-key", default="id", help="id field in both files (default: id)")
     p.add_argument("--refined-text-key", default="text", help="refined text field (default: text)")
     p.add_argument("--group-key", default=None, metavar="KEY", help="also report per group (e.g. page_type)")
-    p.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="score the first N gold docs")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="score the first N gold docs")
     p.add_argument("--ids-file", default=None, metavar="F", help="score only the ids listed in F (one a line)")
     p.add_argument(
         "--baselines",
@@ -285,8 +287,8 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--originals", default=None, metavar="PATH", help="the input documents, to recover originals")
     p.add_argument("--originals-text-key", default="text", help="text field of --originals (default: text)")
     p.add_argument("--id-key", default="id", help="id field (default: id)")
-    p.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="first N documents only")
-    p.add_argument("--max-chars", type=_positive_int, default=None, metavar="N", help="characters shown per doc")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="first N documents only")
+    p.add_argument("--max-chars", type=positive_int, default=None, metavar="N", help="characters shown per doc")
     p.add_argument("--title", default="RefineX report", help="page title")
     p.add_argument(
         "--policy",
@@ -342,15 +344,6 @@ def run_report(args: argparse.Namespace) -> int:
     print(f"wrote {path}")
     return 0
 
-
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
 
 
 def main(argv: list[str] | None = None) -> int:
