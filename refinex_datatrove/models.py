@@ -233,6 +233,46 @@ def load_refine_model(
     return model, tok
 
 
+_EXPORT_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
+
+
+def export_adapter(
+    src_dir: str | os.PathLike[str],
+    dst_dir: str | os.PathLike[str],
+    *,
+    dtype: str = "float16",
+    base_model_name: str | None = None,
+) -> str:
+    """Copy a trained LoRA refine model into a small, shippable folder (how the default model was packaged).
+
+    The adapter weights are cast to ``dtype`` (float16 halves the size; LoRA weights lose nothing that matters),
+    and the tokenizer files and ``refinex.json`` are copied. ``adapter_config.json``'s ``base_model_name_or_path``
+    (a machine-local cache path after training on a GGUF base) is replaced by ``base_model_name`` when given.
+
+    Returns:
+        ``dst_dir``.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    src, dst = Path(src_dir), Path(dst_dir)
+    meta = read_refinex_json(src)
+    if not meta.get("adapter"):
+        raise ValueError(f"{src} is not an adapter (refinex.json says adapter: false)")
+    dst.mkdir(parents=True, exist_ok=True)
+    tensors = load_file(str(src / "adapter_model.safetensors"))
+    target = getattr(torch, dtype)
+    save_file({k: v.to(target).contiguous() for k, v in tensors.items()}, str(dst / "adapter_model.safetensors"))
+    config = json.loads((src / "adapter_config.json").read_text(encoding="utf-8"))
+    if base_model_name is not None:
+        config["base_model_name_or_path"] = base_model_name
+    (dst / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    for name in (*_EXPORT_FILES, REFINEX_JSON):
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dst / name)
+    return str(dst)
+
+
 __all__ = [
     "DEFAULT_MODEL_NAME",
     "REFINEX_JSON",
@@ -241,6 +281,7 @@ __all__ = [
     "base_model_dir",
     "cache_root",
     "default_model_dir",
+    "export_adapter",
     "gguf_to_hf_dir",
     "load_refine_model",
     "read_refinex_json",

@@ -195,6 +195,19 @@ def test_lora_saves_an_adapter_that_loads_with_peft(tiny_dir: str, records_path:
     merged, _ = load_refine_model(out, merge=True)
     assert not any("lora" in k for k in merged.state_dict())
 
+    # the shipping copy: float16 weights, same refinex.json, loads the same way
+    from refinex_datatrove.models import export_adapter
+
+    small = Path(export_adapter(out, tmp_path / "shipped", dtype="float16", base_model_name="tiny"))
+    size = (small / "adapter_model.safetensors").stat().st_size
+    assert size < 0.6 * (out / "adapter_model.safetensors").stat().st_size
+    assert read_refinex_json(small) == meta
+    assert json.loads((small / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny"
+    reloaded, _ = load_refine_model(small)
+    for k, v in reloaded.state_dict().items():
+        if "lora_B" in k:
+            assert torch.allclose(v, lora_b[k], rtol=1e-2, atol=1e-4)
+
 
 def test_checkpoint_resume_continues_the_step_count(tiny_dir: str, records_path: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
@@ -284,3 +297,14 @@ def test_configs_parse_and_cli_overrides_win(config: str) -> None:
     else:
         assert model_args.use_peft and model_args.lora_r == 16 and model_args.lora_alpha == 32
         assert model_args.lora_target_modules == "all-linear"
+
+
+def test_refinex_train_subcommand_passes_every_argument_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    from refinex_datatrove import cli as refinex_cli
+    from refinex_datatrove.train import sft
+
+    seen: dict = {}
+    monkeypatch.setattr(sft, "cli", lambda argv, prog=None: seen.update(argv=argv, prog=prog))
+    argv = ["--config", "x.yaml", "--learning_rate", "1e-4", "--use_peft", "-h"]
+    assert refinex_cli.main(["train", *argv]) == 0
+    assert seen == {"argv": argv, "prog": "refinex train"}
