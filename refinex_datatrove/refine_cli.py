@@ -5,20 +5,33 @@ Runs :func:`refinex_datatrove.pipelines.build_refine_pipeline` under datatrove's
     OUTPUT_DIR/refined/       refined documents (same ids), JSON Lines
     OUTPUT_DIR/excluded/      dropped documents, one folder per filter (<n>_<name>/)
     OUTPUT_DIR/logs/          datatrove logging dir: stats.json, completions/ (a rerun skips finished tasks)
+    OUTPUT_DIR/report.html    static HTML report of what the programs deleted (``--no-report`` to skip)
 
-and prints a short summary: documents in / out / excluded, characters removed, calls applied by kind.
+and prints a short summary: documents in / out / excluded, characters removed, calls applied by kind, where the
+report is, and the wall time. ``--force`` deletes those four outputs first, so everything runs again.
+
+The report needs each changed document's text from before execution: with ``--report`` the executor runs with
+``keep_original=True``, so changed documents carry it in ``metadata["refinex"]["original_text"]`` (the exact text
+the programs ran on, also after ``--prefilter``'s C4 filter edited it); ``--no-report`` writes lean records.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import shutil
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-
 _GLOB_SPECIAL = set("[]!^-*?\\")
+
+REPORT_NAME = "report.html"
+REPORT_MAX_DOCS = 1000
+OUTPUTS = ("refined", "excluded", "logs", REPORT_NAME)
+"""What ``refinex refine`` writes under OUTPUT_DIR (and ``--force`` deletes)."""
 
 
 def _exact_glob(name: str) -> str:
@@ -93,6 +106,15 @@ def add_refine_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                    help="run datatrove's offline FineWeb filters (Gopher, C4, FineWeb quality) before the model")
     p.add_argument("--min-words", type=int, default=11, help="drop refined documents with fewer words (default 11)")
     p.add_argument("--compression", choices=("gzip", "none"), default="gzip", help="output compression")
+    p.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
+                   help="write OUTPUT_DIR/report.html (deletions struck through, per call); keeps each changed "
+                   "document's original text in its metadata (default: on)")
+    p.add_argument("--report-max-docs", type=_positive, default=REPORT_MAX_DOCS, metavar="N",
+                   help="documents in the report: the first N refined, then excluded by the quality filter "
+                   "(default: %(default)s)")
+    p.add_argument("--force", action="store_true",
+                   help="delete OUTPUT_DIR's refined/, excluded/, logs/ and report.html first and run everything "
+                   "again (without it, tasks completed in OUTPUT_DIR/logs are skipped)")
     p.add_argument("--dryrun", action="store_true", help="print the resolved configuration and exit")
     return p
 
@@ -113,16 +135,90 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
         "annotate": {"model": args.model, "backend": args.backend, "backend_kwargs": backend_kwargs,
                      "window": args.window, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
                      "guided": args.guided},
+        "execute": {"keep_original": bool(getattr(args, "report", False))},
         "quality": {"min_words": args.min_words},
         "output": {"format": "jsonl", "folder": str(out / "refined"), "excluded": str(out / "excluded"),
                    "compression": compression},
     }
 
 
+def clear_outputs(output_dir: str | Path) -> list[str]:
+    """Delete what a previous ``refinex refine`` wrote under ``output_dir`` (:data:`OUTPUTS` only).
+
+    Returns:
+        The deleted paths.
+    """
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"OUTPUT_DIR {output_dir!r} is not a folder")
+    removed = []
+    for name in OUTPUTS:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(str(path))
+    return removed
+
+
+def _completed_tasks(logging_dir: str | Path) -> int:
+    folder = Path(logging_dir) / "completions"
+    return sum(1 for _ in folder.iterdir()) if folder.is_dir() else 0
+
+
+def report_docs(output_dir: str | Path, max_docs: int = REPORT_MAX_DOCS) -> Iterator[dict[str, Any]]:
+    """The report's documents for a finished run: the refined ones, then those the quality filter excluded (with
+    their drop reason as a note); at most ``max_docs``. Documents excluded before the model have no program and
+    are left out (the summary counts them)."""
+    from refinex_datatrove.eval.cli import iter_jsonl
+    from refinex_datatrove.eval.report import report_doc
+
+    out = Path(output_dir)
+    sources = [(out / "refined", None)]
+    if (out / "excluded").is_dir():
+        sources += [(p, p.name) for p in sorted((out / "excluded").iterdir()) if p.name.endswith("refinex_quality")]
+    n = 0
+    for folder, excluded in sources:
+        if not folder.is_dir() or not any(folder.rglob("*.jsonl*")):
+            continue
+        for file, line, rec in iter_jsonl(str(folder)):
+            if n >= max_docs:
+                return
+            if not isinstance(rec, dict):
+                print(f"warning: {file}:{line}: not a JSON object, left out of the report", file=sys.stderr)
+                continue
+            doc = report_doc(rec)
+            if excluded:
+                metadata = rec.get("metadata")
+                reason = metadata.get("filter_reason") if isinstance(metadata, dict) else None
+                doc["notes"] = [*doc["notes"], f"excluded by the quality filter ({reason or excluded})"]
+            n += 1
+            yield doc
+
+
+def write_refine_report(output_dir: str | Path, max_docs: int = REPORT_MAX_DOCS, title: str | None = None) -> Path:
+    """Write ``OUTPUT_DIR/report.html`` for a finished local run (:func:`report_docs` plus the run's stats)."""
+    from refinex_datatrove.eval.report import write_report
+
+    out = Path(output_dir)
+    stats = out / "logs" / "stats.json"
+    return write_report(
+        report_docs(out, max_docs),
+        out / REPORT_NAME,
+        stats=str(stats) if stats.is_file() else None,
+        title=title or f"RefineX report: {out}",
+        max_docs=max_docs,
+    )
+
+
 def run_refine(args: argparse.Namespace) -> int:
     from refinex_datatrove.launch import ExecutorArgs, dryrun_report, make_executor
     from refinex_datatrove.pipelines import build_refine_pipeline, format_summary, refine_summary
 
+    t0 = time.perf_counter()
     try:
         config = build_config(args)
         executor_args = ExecutorArgs.from_dict(config["executor"])
@@ -135,9 +231,38 @@ def run_refine(args: argparse.Namespace) -> int:
     if args.dryrun:
         print(dryrun_report(config, {"refine": executor}))
         return 0
+    if args.force:
+        try:
+            clear_outputs(args.output_dir)
+        except (OSError, ValueError) as e:
+            print(f"refinex refine: error: cannot clear {args.output_dir!r}: {e}", file=sys.stderr)
+            return 2
+    elif _completed_tasks(executor_args.logging_dir) >= args.tasks:
+        print(
+            f"note: every task is already completed in {executor_args.logging_dir}: nothing runs again "
+            "(pass --force to run everything again)",
+            file=sys.stderr,
+        )
     executor.run()
+    t_run = time.perf_counter() - t0
     print(format_summary(refine_summary(executor_args.logging_dir)))
+    print(f"refined documents: {Path(args.output_dir) / 'refined'}")
+    if args.report:
+        path = write_refine_report(args.output_dir, args.report_max_docs)
+        print(f"report: {path}")
+    total = time.perf_counter() - t0
+    print(f"wall time: {total:.1f} s (pipeline {t_run:.1f} s, report {total - t_run:.1f} s)")
     return 0
 
 
-__all__ = ["add_refine_parser", "build_config", "reader_section", "run_refine"]
+__all__ = [
+    "OUTPUTS",
+    "REPORT_NAME",
+    "add_refine_parser",
+    "build_config",
+    "clear_outputs",
+    "reader_section",
+    "report_docs",
+    "run_refine",
+    "write_refine_report",
+]

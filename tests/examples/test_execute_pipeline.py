@@ -14,10 +14,12 @@ EXAMPLE = REPO / "examples" / "execute_pipeline.py"
 INPUT = REPO / "examples" / "data" / "wcxb_programs.jsonl"
 
 
+def _read_file(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
+
+
 def _read(folder: Path) -> list[dict]:
-    return [
-        json.loads(line) for f in sorted(folder.rglob("*.jsonl")) for line in f.open(encoding="utf-8") if line.strip()
-    ]
+    return [d for f in sorted(folder.rglob("*.jsonl")) for d in _read_file(f)]
 
 
 def test_example_pipeline_runs_offline_and_only_deletes(tmp_path):
@@ -32,7 +34,7 @@ def test_example_pipeline_runs_offline_and_only_deletes(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-3000:]
 
-    inputs = {d["id"]: d for d in _read(INPUT.parent) if d["id"].startswith("wcxb/")}
+    inputs = {d["id"]: d for d in _read_file(INPUT)}
     assert len(inputs) == 40
     outputs = _read(tmp_path / "output")
     removed = _read(tmp_path / "removed")
