@@ -9,7 +9,7 @@ DEMO_OUT ?= out/demo
 # extra `refinex refine` arguments for the demo, e.g. DEMO_ARGS="--model path/to/refine-model"
 DEMO_ARGS ?=
 
-.PHONY: install test demo demo-run bench clean
+.PHONY: install test demo demo-run clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
