@@ -26,6 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from refinex_datatrove.cli import positive_int
+
+
 _GLOB_SPECIAL = set("[]!^-*?\\")
 
 REPORT_NAME = "report.html"
@@ -62,16 +65,6 @@ def _kv(value: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(raw) if raw.strip() else None
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
-
-
 def add_refine_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "refine",
@@ -90,16 +83,16 @@ def add_refine_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     )
     p.add_argument("--text-key", default="text", help="JSON key of the text (default: %(default)s)")
     p.add_argument("--id-key", default="id", help="JSON key of the id (default: %(default)s)")
-    p.add_argument("--tasks", type=_positive, default=1, help="datatrove tasks (input files are sharded over them)")
-    p.add_argument("--workers", type=_positive, default=1, help="tasks run at once (one model per worker)")
+    p.add_argument("--tasks", type=positive_int, default=1, help="datatrove tasks (input files are sharded over them)")
+    p.add_argument("--workers", type=positive_int, default=1, help="tasks run at once (one model per worker)")
     p.add_argument("--backend", choices=("vllm", "endpoint", "transformers"), default=None,
                    help="generation backend (default: vllm with CUDA, else transformers)")
     p.add_argument("--base-url", default=None, help="server URL for --backend endpoint (e.g. http://127.0.0.1:8000)")
     p.add_argument("--backend-kwarg", action="append", type=_kv, default=[], metavar="KEY=VALUE",
                    help="extra backend argument, value parsed as YAML (repeatable), e.g. num_threads=2")
-    p.add_argument("--window", type=_positive, default=None, help="chunk window (default: the model's)")
-    p.add_argument("--batch-size", type=_positive, default=16, help="documents per generate() call")
-    p.add_argument("--max-new-tokens", type=_positive, default=512, help="bound on each program's tokens")
+    p.add_argument("--window", type=positive_int, default=None, help="chunk window (default: the model's)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="documents per generate() call")
+    p.add_argument("--max-new-tokens", type=positive_int, default=512, help="bound on each program's tokens")
     p.add_argument("--guided", action="store_true", help="grammar-constrained decoding (vllm / endpoint)")
     p.add_argument("--limit", type=int, default=-1, help="documents per task (default: all)")
     p.add_argument("--prefilter", action="store_true",
@@ -109,7 +102,7 @@ def add_refine_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
                    help="write OUTPUT_DIR/report.html (deletions struck through, per call); keeps each changed "
                    "document's original text in its metadata (default: on)")
-    p.add_argument("--report-max-docs", type=_positive, default=REPORT_MAX_DOCS, metavar="N",
+    p.add_argument("--report-max-docs", type=positive_int, default=REPORT_MAX_DOCS, metavar="N",
                    help="documents in the report: the first N refined, then excluded by the quality filter "
                    "(default: %(default)s)")
     p.add_argument("--force", action="store_true",
