@@ -108,6 +108,14 @@ class RefinexSFTArgs:
             "time in this process; max_steps stays the upper bound. For time-boxed CPU runs."
         },
     )
+    init_adapter: str | None = field(
+        default=None,
+        metadata={
+            "help": "Warm start: a saved LoRA adapter folder (for example a previous run's output_dir) whose weights "
+            "training continues from, with a fresh optimizer and LR schedule. Its LoRA shape replaces the lora_* "
+            "options. Not the same as resuming a checkpoint (which restores optimizer, schedule and data order)."
+        },
+    )
     drop_overlong: bool = field(
         default=True,
         metadata={
@@ -288,6 +296,22 @@ def _time_budget_callback(minutes: float) -> Any:
     return TimeBudget()
 
 
+def _warm_start_model(model_path: str, adapter_dir: str, init_kwargs: dict[str, Any]) -> Any:
+    """The base model with a saved LoRA adapter loaded as trainable (the warm start of ``--init_adapter``)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    if not os.path.isfile(os.path.join(adapter_dir, "adapter_config.json")):
+        raise ValueError(f"--init_adapter {adapter_dir!r} is not a LoRA adapter folder (no adapter_config.json)")
+    kwargs = {k: v for k, v in init_kwargs.items() if v is not None}
+    if isinstance(kwargs.get("dtype"), str) and kwargs["dtype"] != "auto":
+        import torch
+
+        kwargs["dtype"] = getattr(torch, kwargs["dtype"])
+    base = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    return PeftModel.from_pretrained(base, adapter_dir, is_trainable=True)
+
+
 def build_trainer(script_args: RefinexSFTArgs, training_args: Any, model_args: Any) -> tuple[Any, dict[str, Any]]:
     """Load the data and the base model and build the ``SFTTrainer`` (nothing is trained yet).
 
@@ -383,11 +407,17 @@ def build_trainer(script_args: RefinexSFTArgs, training_args: Any, model_args: A
     training_args.model_init_kwargs = model_init_kwargs
 
     peft_config = get_peft_config(model_args)
+    model: Any = model_path
+    if script_args.init_adapter is not None:
+        model = _warm_start_model(model_path, script_args.init_adapter, model_init_kwargs)
+        training_args.model_init_kwargs = None
+        peft_config = None
+        logger.info(f"warm start from the adapter in {script_args.init_adapter}")
     callbacks = []
     if script_args.max_train_minutes is not None:
         callbacks.append(_time_budget_callback(script_args.max_train_minutes))
     trainer = SFTTrainer(
-        model=model_path,
+        model=model,
         args=training_args,
         train_dataset=dataset,
         eval_dataset=eval_dataset,
@@ -400,7 +430,7 @@ def build_trainer(script_args: RefinexSFTArgs, training_args: Any, model_args: A
         unit=unit,
         base_model=base_ref,
         base_gguf_file=base_gguf,
-        adapter=peft_config is not None,
+        adapter=peft_config is not None or script_args.init_adapter is not None,
         prompt_style="chat" if isinstance(dataset[0]["prompt"], list) else "raw",
     )
     return trainer, meta

@@ -209,6 +209,38 @@ def test_lora_saves_an_adapter_that_loads_with_peft(tiny_dir: str, records_path:
             assert torch.allclose(v, lora_b[k], rtol=1e-2, atol=1e-4)
 
 
+def test_warm_start_continues_from_an_adapter_with_a_fresh_schedule(
+    tiny_dir: str, records_path: Path, tmp_path: Path
+) -> None:
+    torch.set_num_threads(1)
+    lora = ["--use_peft", "--lora_r", "4", "--lora_alpha", "8", "--lora_target_modules", "all-linear"]
+    first = Path(cli(_argv(tiny_dir, records_path, tmp_path / "stage1") + lora))
+    # the stage-2 run asks for another LoRA shape: the adapter's own shape (r=4) must win
+    second = _argv(tiny_dir, records_path, tmp_path / "stage2", "--init_adapter", str(first))
+    second += ["--use_peft", "--lora_r", "8", "--lora_alpha", "16"]
+    second[second.index("--max_steps") + 1] = "2"
+    out = Path(cli(second))
+
+    history = [e for e in _state(out)["log_history"] if "loss" in e]
+    assert [e["step"] for e in history] == [1, 2]  # a new run, not a resumed one
+    assert read_refinex_json(out)["adapter"] is True
+
+    from safetensors.torch import load_file
+
+    w1 = load_file(first / "adapter_model.safetensors")
+    w2 = load_file(out / "adapter_model.safetensors")
+    assert set(w1) == set(w2)
+    assert all(w1[k].shape == w2[k].shape for k in w1)  # r=4 kept
+    b_keys = [k for k in w1 if "lora_B" in k]
+    assert any(not torch.equal(w1[k], w2[k]) for k in b_keys), "stage 2 did not train"
+    # started from stage 1, not from zero: the B matrices moved a little from stage 1's values
+    drift = sum((w2[k] - w1[k]).norm() for k in b_keys) / sum(w1[k].norm() for k in b_keys)
+    assert drift < 1.0
+
+    with pytest.raises(ValueError, match="not a LoRA adapter folder"):
+        cli(_argv(tiny_dir, records_path, tmp_path / "bad", "--init_adapter", str(tmp_path)))
+
+
 def test_checkpoint_resume_continues_the_step_count(tiny_dir: str, records_path: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     out = tmp_path / "resume"
@@ -280,7 +312,9 @@ def test_bad_rows_and_conflicting_windows_are_clear_errors(tmp_path: Path) -> No
     assert _record_chunking([{"window": 100, "unit": "chars"}], None, None) == (100, "chars")
 
 
-@pytest.mark.parametrize("config", ["train_refiner.yaml", "train_default_smollm2.yaml"])
+@pytest.mark.parametrize(
+    "config", ["train_refiner.yaml", "train_default_smollm2.yaml", "train_default_smollm2_stage2.yaml"]
+)
 def test_configs_parse_and_cli_overrides_win(config: str) -> None:
     parser = make_parser()
     extra = ["--bf16", "false", "--use_cpu"] if config == "train_refiner.yaml" else []
@@ -294,6 +328,9 @@ def test_configs_parse_and_cli_overrides_win(config: str) -> None:
         assert model_args.model_name_or_path == "Qwen/Qwen3-0.6B-Base"
         assert training_args.max_length == 16384
         assert training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * 8 == 256
+    elif config == "train_default_smollm2_stage2.yaml":  # warm start: the LoRA shape is the stage-1 adapter's
+        assert model_args.use_peft and script_args.init_adapter
+        assert training_args.lr_scheduler_type == "cosine"
     else:
         assert model_args.use_peft and model_args.lora_r == 16 and model_args.lora_alpha == 32
         assert model_args.lora_target_modules == "all-linear"
