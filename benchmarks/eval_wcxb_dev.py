@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--json", help="write the full result (with per-doc counts) here")
+    parser.add_argument("--programs-out", help="write the annotated documents (chunk programs) here, as JSON Lines")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         backend_kwargs={"num_threads": args.threads},
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
+        programs_out=args.programs_out,
     )
     print(format_table(result))
     print(f"wall time {time.time() - t0:.0f} s")

@@ -177,6 +177,42 @@ def sample_dev_pairs(
     return sorted(pool, key=lambda p: p["id"])
 
 
+def annotate_pairs(
+    pairs: Sequence[dict[str, Any]],
+    model: str | os.PathLike[str] = "default",
+    *,
+    backend_kwargs: dict[str, Any] | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 128,
+) -> list[Any]:
+    """Write chunk programs for the ``noisy`` text of ``pairs`` with a refine model (``RefineModelAnnotator`` on
+    the transformers backend). Returns the annotated datatrove ``Document`` objects, text unchanged."""
+    from datatrove.data import Document
+
+    from refinex_datatrove.steps.annotate import RefineModelAnnotator
+
+    docs = [Document(text=p["noisy"], id=p["id"], metadata={}) for p in pairs]
+    annotate = RefineModelAnnotator(
+        model=str(model),
+        backend="transformers",
+        backend_kwargs=backend_kwargs,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+    )
+    return list(annotate.run(iter(docs)))
+
+
+def execute_annotated(docs: Sequence[Any], policy: Any = None) -> dict[str, str]:
+    """Run ``ProgramExecutor`` (with ``policy``, an ``ExecPolicy``) on copies of annotated documents; returns
+    id -> refined text. The documents themselves are left as they are, so several policies can be scored."""
+    import copy
+
+    from refinex_datatrove.steps.execute import ProgramExecutor
+
+    execute = ProgramExecutor(policy=policy)
+    return {doc.id: doc.text for doc in execute.run(copy.deepcopy(d) for d in docs)}
+
+
 def refine_pairs(
     pairs: Sequence[dict[str, Any]],
     model: str | os.PathLike[str] = "default",
@@ -187,21 +223,10 @@ def refine_pairs(
 ) -> dict[str, str]:
     """Refine the ``noisy`` text of ``pairs`` with a refine model: ``RefineModelAnnotator`` (transformers
     backend) then ``ProgramExecutor``, the pipeline's own steps. Returns id -> refined text."""
-    from datatrove.data import Document
-
-    from refinex_datatrove.steps.annotate import RefineModelAnnotator
-    from refinex_datatrove.steps.execute import ProgramExecutor
-
-    docs = [Document(text=p["noisy"], id=p["id"], metadata={}) for p in pairs]
-    annotate = RefineModelAnnotator(
-        model=str(model),
-        backend="transformers",
-        backend_kwargs=backend_kwargs,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
+    docs = annotate_pairs(
+        pairs, model, backend_kwargs=backend_kwargs, batch_size=batch_size, max_new_tokens=max_new_tokens
     )
-    execute = ProgramExecutor()
-    return {doc.id: doc.text for doc in execute.run(annotate.run(iter(docs)))}
+    return execute_annotated(docs)
 
 
 def evaluate_on_dev(
@@ -213,9 +238,14 @@ def evaluate_on_dev(
     backend_kwargs: dict[str, Any] | None = None,
     batch_size: int = 8,
     max_new_tokens: int = 128,
+    programs_out: str | os.PathLike[str] | None = None,
 ) -> Any:
     """Line-deletion scores of a refine model on a dev-split sample, next to the keep-all, C4-lines and gold
     baselines on the same documents (:func:`refinex_datatrove.eval.metrics.evaluate`).
+
+    Args:
+        programs_out: also write the annotated documents there (JSON Lines: ``id``, ``text``, ``metadata``
+            with the chunk programs), to inspect them or re-execute them without the model.
 
     Returns:
         The :class:`~refinex_datatrove.eval.metrics.EvalResult` (``format_table`` prints it).
@@ -223,17 +253,25 @@ def evaluate_on_dev(
     from refinex_datatrove.eval.metrics import evaluate, load_gold
 
     pairs = sample_dev_pairs(pairs_path, n_docs, seed)
-    refined = refine_pairs(
+    docs = annotate_pairs(
         pairs, model, backend_kwargs=backend_kwargs, batch_size=batch_size, max_new_tokens=max_new_tokens
     )
+    if programs_out is not None:
+        import orjson
+
+        with open(programs_out, "wb") as f:
+            for d in docs:
+                f.write(orjson.dumps({"id": d.id, "text": d.text, "metadata": d.metadata}) + b"\n")
     gold = load_gold(pairs, group_key="page_type")
-    return evaluate(refined, gold, name=Path(str(model)).name or "model")
+    return evaluate(execute_annotated(docs), gold, name=Path(str(model)).name or "model")
 
 
 __all__ = [
     "DEV_MODULUS",
+    "annotate_pairs",
     "build_wcxb_records",
     "evaluate_on_dev",
+    "execute_annotated",
     "iter_pairs",
     "refine_pairs",
     "sample_dev_pairs",

@@ -102,3 +102,36 @@ def test_dev_sample_is_seeded_and_dev_only(tmp_path: Path) -> None:
     assert len(sample) == 2 and {wcxb_split(p["id"]) for p in sample} == {"dev"}
     assert [p["id"] for p in sample] == [p["id"] for p in sample_dev_pairs(pairs_path, n_docs=2, seed=1)]
     assert len(sample_dev_pairs(pairs_path, n_docs=None)) == 3
+
+
+def test_evaluate_on_dev_scores_a_real_model_and_saves_its_programs(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from datatrove.data import Document
+
+    from refinex_datatrove.eval.metrics import load_gold
+    from refinex_datatrove.train.wcxb import evaluate_on_dev, execute_annotated
+    from tests.tiny_model import build_tiny_model
+
+    torch.set_num_threads(1)
+    model = build_tiny_model(tmp_path / "tiny")
+    pairs_path = _pairs_file(tmp_path)
+    programs = tmp_path / "programs.jsonl"
+    result = evaluate_on_dev(pairs_path, model, n_docs=None, max_new_tokens=6, batch_size=2, programs_out=programs)
+    sample = sample_dev_pairs(pairs_path, n_docs=None)
+    assert set(result.methods) == {"tiny", "keep-all", "c4-lines", "gold"}
+    assert result.methods["tiny"].corpus["docs"] == len(sample) == 3
+    assert result.methods["gold"].corpus["del_f1"] == 1.0
+
+    rows = [json.loads(line) for line in programs.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [p["id"] for p in sample]
+    assert all(r["metadata"]["refinex"]["program"]["chunks"] for r in rows)
+    assert [r["text"] for r in rows] == [p["noisy"] for p in sample]  # saved before execution
+
+    # the saved programs re-execute to the texts that were scored, and executing leaves its input unchanged
+    docs = [Document(text=r["text"], id=r["id"], metadata=r["metadata"]) for r in rows]
+    refined = execute_annotated(docs)
+    assert [d.text for d in docs] == [p["noisy"] for p in sample]
+    from refinex_datatrove.eval.metrics import evaluate
+
+    again = evaluate(refined, load_gold(sample, group_key="page_type"), name="tiny")
+    assert again.methods["tiny"].corpus == result.methods["tiny"].corpus
