@@ -3,7 +3,6 @@ then ``refinex eval``) run on a few demo documents with the tiny test model inst
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
@@ -15,6 +14,7 @@ import pytest
 from refinex_datatrove.metadata import META_KEY
 from refinex_datatrove.program import is_deletion_of
 from refinex_datatrove.train.wcxb import wcxb_split
+from tests.jsonl_rows import read_jsonl_folder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -25,15 +25,6 @@ PAGE_TYPES = {"article", "collection", "documentation", "forum", "listing", "pro
 
 def _demo() -> list[dict]:
     return [json.loads(line) for line in DEMO.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _read_folder(folder: Path) -> list[dict]:
-    rows = []
-    for f in sorted(folder.rglob("*.jsonl*")):
-        opener = gzip.open if f.name.endswith(".gz") else open
-        with opener(f, "rt", encoding="utf-8") as fh:
-            rows += [json.loads(line) for line in fh if line.strip()]
-    return rows
 
 
 def _summary_value(printed: str, label: str) -> int:
@@ -108,8 +99,8 @@ def test_demo_commands_with_the_tiny_model(tmp_path, capsys):
     assert re.search(r"^wall time: [\d.]+ s", printed, re.MULTILINE)
 
     originals = {d["id"]: d["text"] for d in _demo()[:n]}
-    refined = _read_folder(out / "refined")
-    quality_excluded = _read_folder(out / "excluded") if (out / "excluded").exists() else []
+    refined = read_jsonl_folder(out / "refined")
+    quality_excluded = read_jsonl_folder(out / "excluded") if (out / "excluded").exists() else []
     assert len(refined) == docs_out and len(refined) + len(quality_excluded) == n
     assert sum(len(originals[r["id"]]) - len(r.get("text", "")) for r in refined + quality_excluded) == removed
     for row in refined:
@@ -167,7 +158,7 @@ def test_refine_report_shows_deletions_and_no_report_keeps_records_lean(tmp_path
     assert _summary_value(printed, "documents in") == n
     assert re.search(r"^calls applied: remove_lines=\d+", printed, re.MULTILINE)
 
-    rows = _read_folder(out / "refined")
+    rows = read_jsonl_folder(out / "refined")
     assert rows
     html = (out / "report.html").read_text(encoding="utf-8")
     for row in rows:
@@ -183,7 +174,7 @@ def test_refine_report_shows_deletions_and_no_report_keeps_records_lean(tmp_path
     assert main(_refine(lean, "scripted", "--limit", str(n), "--compression", "none", "--no-report")) == 0
     printed = capsys.readouterr().out
     assert "report:" not in printed and not (lean / "report.html").exists()
-    lean_rows = _read_folder(lean / "refined")
+    lean_rows = read_jsonl_folder(lean / "refined")
     assert [r["text"] for r in lean_rows] == [r["text"] for r in rows]
     assert all("original_text" not in r["metadata"][META_KEY] or r["metadata"][META_KEY]["original_text"] is None
                for r in lean_rows)  # fmt: skip

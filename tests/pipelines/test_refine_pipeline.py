@@ -15,6 +15,7 @@ import pytest
 from refinex_datatrove.llm.scripted import ScriptedBackend, request_text
 from refinex_datatrove.metadata import META_KEY
 from refinex_datatrove.program import REFINE_INSTRUCTION, RENDER_FORMAT, is_deletion_of
+from tests.jsonl_rows import read_jsonl_folder
 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,15 +29,6 @@ def _load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _read_jsonl_folder(folder: Path) -> list[dict]:
-    rows = []
-    for f in sorted(folder.rglob("*.jsonl*")):
-        opener = gzip.open if f.name.endswith(".gz") else open
-        with opener(f, "rt", encoding="utf-8") as fh:
-            rows += [json.loads(line) for line in fh if line.strip()]
-    return rows
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -144,12 +136,12 @@ def test_local_run_filters_annotates_executes_and_writes(tmp_path, fmt, capsys):
     assert "documents in: 8" in printed
 
     if fmt == "jsonl":
-        out = _read_jsonl_folder(tmp_path / "refined")
+        out = read_jsonl_folder(tmp_path / "refined")
     else:
         import pyarrow.parquet as pq
 
         out = [r for f in sorted((tmp_path / "refined").glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
-    excluded = {p.name: _read_jsonl_folder(p) for p in (tmp_path / "excluded").iterdir()}
+    excluded = {p.name: read_jsonl_folder(p) for p in (tmp_path / "excluded").iterdir()}
     n_excluded = sum(len(v) for v in excluded.values())
     assert len(out) + n_excluded == len(docs)
     assert {r["id"] for r in excluded["3_gopher_repetition"]} == {"dup"}
@@ -270,7 +262,7 @@ def test_end_to_end_distill_train_refine(tmp_path, capsys):
         ],
         tasks=1, workers=1, logging_dir=str(tmp_path / "logs_distill"),
     ).run()
-    distilled = _read_jsonl_folder(tmp_path / "distilled")
+    distilled = read_jsonl_folder(tmp_path / "distilled")
     assert distilled and all(r["metadata"][META_KEY]["program"]["source"] == "distilled" for r in distilled)
 
     # 2. SFT a tiny model a few steps with the project's TRL script
@@ -294,8 +286,8 @@ def test_end_to_end_distill_train_refine(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"documents in: {len(docs)}" in printed
 
-    refined = _read_jsonl_folder(out_dir / "refined")
-    excluded = _read_jsonl_folder(out_dir / "excluded") if (out_dir / "excluded").exists() else []
+    refined = read_jsonl_folder(out_dir / "refined")
+    excluded = read_jsonl_folder(out_dir / "excluded") if (out_dir / "excluded").exists() else []
     assert len(refined) + len(excluded) == len(docs)
     originals = {d["id"]: d["text"] for d in docs}
     for row in refined:

@@ -22,6 +22,7 @@ from refinex_datatrove.llm.scripted import ScriptedBackend
 from refinex_datatrove.metadata import META_KEY
 from refinex_datatrove.program import is_deletion_of
 from refinex_datatrove.steps.guard import GUARD_KEY, GuardedJsonlReader, ReadStat
+from tests.jsonl_rows import read_jsonl_folder
 from tests.resilience.scripted_models import expected_nav_removed, nav_remover
 
 
@@ -75,15 +76,6 @@ def write_inputs(folder: Path) -> int:
     return len(lines)
 
 
-def read_rows(folder: Path) -> list[dict]:
-    rows = []
-    for f in sorted(folder.rglob("*.jsonl*")):
-        opener = gzip.open if f.name.endswith(".gz") else open
-        with opener(f, "rt", encoding="utf-8") as fh:
-            rows += [json.loads(line) for line in fh if line.strip()]
-    return rows
-
-
 def refine_config(tmp_path: Path) -> dict:
     return {
         "executor": {"tasks": 2, "workers": 1, "logging_dir": str(tmp_path / "logs")},
@@ -124,8 +116,8 @@ def test_every_bad_document_is_refined_passed_or_excluded_with_a_named_stat(tmp_
     LocalPipelineExecutor(build(config, guard=True), tasks=2, workers=1, logging_dir=config["executor"]["logging_dir"]
                           ).run()
 
-    out = read_rows(tmp_path / "out")
-    excluded = read_rows(tmp_path / "excluded")
+    out = read_jsonl_folder(tmp_path / "out")
+    excluded = read_jsonl_folder(tmp_path / "excluded")
     assert len(out) + len(excluded) == n_records
     ids = [r["id"] for r in out] + [r["id"] for r in excluded]
     assert len(set(ids)) == len(ids)
