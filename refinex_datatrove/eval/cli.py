@@ -345,7 +345,6 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m refinex_datatrove.eval.cli eval|report ...`` (the same as ``refinex eval|report``)."""
     from refinex_datatrove.cli import InputError

@@ -213,22 +213,6 @@ def execute_annotated(docs: Sequence[Any], policy: Any = None) -> dict[str, str]
     return {doc.id: doc.text for doc in execute.run(copy.deepcopy(d) for d in docs)}
 
 
-def refine_pairs(
-    pairs: Sequence[dict[str, Any]],
-    model: str | os.PathLike[str] = "default",
-    *,
-    backend_kwargs: dict[str, Any] | None = None,
-    batch_size: int = 8,
-    max_new_tokens: int = 128,
-) -> dict[str, str]:
-    """Refine the ``noisy`` text of ``pairs`` with a refine model: ``RefineModelAnnotator`` (transformers
-    backend) then ``ProgramExecutor``, the pipeline's own steps. Returns id -> refined text."""
-    docs = annotate_pairs(
-        pairs, model, backend_kwargs=backend_kwargs, batch_size=batch_size, max_new_tokens=max_new_tokens
-    )
-    return execute_annotated(docs)
-
-
 def evaluate_on_dev(
     pairs_path: str | os.PathLike[str],
     model: str | os.PathLike[str] = "default",
@@ -273,7 +257,6 @@ __all__ = [
     "evaluate_on_dev",
     "execute_annotated",
     "iter_pairs",
-    "refine_pairs",
     "sample_dev_pairs",
     "wcxb_split",
 ]
