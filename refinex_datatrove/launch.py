@@ -94,9 +94,16 @@ class ExecutorArgs:
             raise ValueError("executor.slurm.partition is required with executor: slurm")
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> ExecutorArgs:
-        """Build from the config's ``executor`` section; unknown keys raise ``ValueError``."""
-        return _from_mapping(cls, data or {}, "executor")
+    def from_dict(cls, data: Mapping[str, Any] | None, where: str = "executor") -> ExecutorArgs:
+        """Build from the config's ``executor`` section (or another one, named by ``where``, e.g.
+        ``stage2_executor``); unknown keys and bad values raise ``ValueError`` naming the section."""
+        try:
+            return _from_mapping(cls, data or {}, where)
+        except ValueError as exc:
+            message = str(exc)
+            if where != "executor" and message.startswith("executor."):
+                message = where + message[len("executor") :]
+            raise ValueError(message) from exc
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

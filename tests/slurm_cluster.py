@@ -10,7 +10,8 @@ self-contained so it neither needs nor touches a system-wide setup:
 * slurmctld and slurmd listen on free ports picked at start, the node is this host at ``127.0.0.1`` with
   ``CPUs=2`` (``SlurmdParameters=config_overrides``: the configured size is used whatever the machine has);
 * the three daemons run in the foreground as child processes and are stopped by their process ids
-  (``SIGTERM``, then ``SIGKILL``); jobs still queued or running are cancelled first.
+  (``SIGTERM``, then ``SIGKILL``); jobs still queued or running are cancelled first. ``stop()`` also runs at
+  interpreter exit, and the daemons get ``SIGTERM`` from the kernel if the process that started them dies.
 
 Clients find the cluster through ``SLURM_CONF``: :meth:`SlurmCluster.env` returns it, and
 :meth:`SlurmCluster.activate` sets it in ``os.environ`` so that code calling ``sbatch`` itself (datatrove's
@@ -65,6 +66,17 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the forked child before exec: ask Linux to send SIGTERM when the parent (the test process) dies, so a
+    killed test session does not leave daemons behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _tail(path: Path, n: int = 15) -> str:
@@ -200,6 +212,7 @@ PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE St
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT, env=self.env(),
                 start_new_session=True,  # a Ctrl-C in the test session reaches pytest, not the daemons
+                preexec_fn=_die_with_parent,
             )
         self.procs[name] = proc
         return proc
@@ -252,8 +265,8 @@ PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE St
             try:
                 self.cancel_all()
                 self._wait_no_jobs(20)
-            except Exception:  # noqa: BLE001 - stopping must go on
-                pass
+            except (OSError, subprocess.SubprocessError):
+                pass  # the daemons are stopped below in any case
         for name in ("slurmd", "slurmctld", "munged"):
             proc = self.procs.pop(name, None)
             if proc is None or proc.poll() is not None:
@@ -300,6 +313,10 @@ PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE St
         """Submit a batch script (its text); returns the job id."""
         out = self._run(["sbatch", "--parsable", *args], input=script, cwd=cwd)
         return out.stdout.strip().split(";")[0]
+
+    def pids(self) -> dict[str, int]:
+        """``{daemon: process id}`` of the daemons this cluster started and that still run."""
+        return {name: proc.pid for name, proc in self.procs.items() if proc.poll() is None}
 
     def jobs(self) -> list[dict[str, str]]:
         """Every job the controller still knows (finished ones too, for ``MinJobAge``), one dict per array task:

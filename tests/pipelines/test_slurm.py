@@ -353,3 +353,34 @@ def test_distill_field_mode_on_slurm_equals_local(slurm_cluster, tmp_path):
     assert len(documents) + len(excluded) == len(pairs) and "no-gold" in {r["id"] for r in excluded}
     merged = _assert_stats_merged_over_ranks(tmp_path / "slurm" / "logs", 3)
     assert merged == _totals(json.loads((tmp_path / "local" / "logs" / "stats.json").read_text()))
+
+
+# ---- the test cluster itself -----------------------------------------------------------------------------------
+
+
+def test_a_second_cluster_runs_next_to_a_running_munged_and_stops_by_pid(slurm_cluster, tmp_path):
+    """A second cluster starts while the session's munged and slurmctld run (own key, socket and ports), runs an
+    array and an afterok chain, and stop() leaves none of its processes or files behind."""
+    from tests.slurm_cluster import SlurmCluster
+
+    assert slurm_cluster.pids().keys() == {"munged", "slurmctld", "slurmd"}
+    second = SlurmCluster(cpus=2, partition="second").start()
+    try:
+        pids, root = second.pids(), second.root
+        assert set(pids.values()).isdisjoint(slurm_cluster.pids().values())
+        out = tmp_path / "out"
+        array = second.sbatch(f"#!/bin/bash\n#SBATCH --array=0-2\n#SBATCH --output={out}_%a.txt\n"
+                              "srun -n 1 bash -c 'echo task $SLURM_ARRAY_TASK_ID'\n")
+        after = second.sbatch(f"#!/bin/bash\n#SBATCH --output={out}_after.txt\necho after\n",
+                              f"--dependency=afterok:{array}")
+        states = second.wait_jobs([array, after], timeout=120)
+        assert states == {f"{array}_0": "COMPLETED", f"{array}_1": "COMPLETED", f"{array}_2": "COMPLETED",
+                          after: "COMPLETED"}
+        assert [Path(f"{out}_{t}.txt").read_text().strip() for t in range(3)] == ["task 0", "task 1", "task 2"]
+    finally:
+        second.stop()
+    for pid in pids.values():
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not root.exists() and second.pids() == {}
+    assert slurm_cluster.pids().keys() == {"munged", "slurmctld", "slurmd"}  # the session cluster still runs
