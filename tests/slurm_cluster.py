@@ -44,6 +44,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Self
 
 
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo")
@@ -68,15 +69,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """In the forked child before exec: ask Linux to send SIGTERM when the parent (the test process) dies, so a
-    killed test session does not leave daemons behind."""
+def _pdeathsig_preexec():
+    """A ``preexec_fn`` that asks Linux to send the child ``SIGTERM`` when its parent (the test process) dies, so
+    a killed test session leaves no daemon behind; ``None`` where ``prctl`` is not available. libc is loaded here,
+    in the parent: the forked child only makes the call (no dlopen after fork in a threaded process)."""
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+
+    def preexec() -> None:
+        prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+    return preexec
 
 
 def _tail(path: Path, n: int = 15) -> str:
@@ -143,7 +150,9 @@ class SlurmCluster:
         if os.geteuid() != 0:
             raise SlurmUnavailable("the test cluster runs slurmctld/slurmd as root; not running as root")
         if self.root is None:
-            self.root = Path(tempfile.mkdtemp(prefix="refinex-slurm-"))
+            # under /tmp rather than $TMPDIR: munged wants every folder above its socket searchable by all
+            base = "/tmp" if os.path.isdir("/tmp") else None
+            self.root = Path(tempfile.mkdtemp(prefix="refinex-slurm-", dir=base))
         atexit.register(self.stop)
         try:
             self._write_files()
@@ -212,7 +221,7 @@ PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE St
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT, env=self.env(),
                 start_new_session=True,  # a Ctrl-C in the test session reaches pytest, not the daemons
-                preexec_fn=_die_with_parent,
+                preexec_fn=_pdeathsig_preexec(),  # noqa: PLW1509 - only a prctl call, resolved before the fork
             )
         self.procs[name] = proc
         return proc
@@ -282,7 +291,7 @@ PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE St
         if self._own_root and self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> SlurmCluster:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:
