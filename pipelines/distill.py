@@ -34,6 +34,7 @@ from refinex_datatrove.launch import (
     make_parser,
     read_merged_stats,
     step_stats,
+    submitted_jobs,
 )
 from refinex_datatrove.llm.base import GenerationParams
 from refinex_datatrove.steps.distill import ProgramDistiller
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None, backend: Any = None) -> int:
     executor.run()
     if executor_args.executor == "local":
         print(summary(executor_args.logging_dir))
+    else:
+        print(submitted_jobs({"distill": executor}))
     return 0
 
 

@@ -21,7 +21,14 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from refinex_datatrove.launch import ExecutorArgs, dryrun_report, load_config, make_executor, make_parser
+from refinex_datatrove.launch import (
+    ExecutorArgs,
+    dryrun_report,
+    load_config,
+    make_executor,
+    make_parser,
+    submitted_jobs,
+)
 from refinex_datatrove.pipelines import build_refine_pipeline, format_summary, refine_summary
 
 
@@ -37,6 +44,8 @@ def main(argv: list[str] | None = None, backend: Any = None) -> int:
     executor.run()
     if executor_args.executor == "local":
         print(format_summary(refine_summary(executor_args.logging_dir)))
+    else:
+        print(submitted_jobs({"refine": executor}))
     return 0
 
 

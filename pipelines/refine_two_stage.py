@@ -20,7 +20,14 @@ from __future__ import annotations
 
 import sys
 
-from refinex_datatrove.launch import ExecutorArgs, dryrun_report, load_config, make_executor, make_parser
+from refinex_datatrove.launch import (
+    ExecutorArgs,
+    dryrun_report,
+    load_config,
+    make_executor,
+    make_parser,
+    submitted_jobs,
+)
 from refinex_datatrove.pipelines import build_two_stage, format_summary, refine_summary
 
 
@@ -29,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides)
     stage1_args = ExecutorArgs.from_dict(config.get("executor"))
-    stage2_args = ExecutorArgs.from_dict(config.get("stage2_executor"))
+    stage2_args = ExecutorArgs.from_dict(config.get("stage2_executor"), "stage2_executor")
     if stage1_args.executor != stage2_args.executor:
         raise ValueError("executor and stage2_executor must both be local or both slurm (datatrove's depends=)")
     config["executor"], config["stage2_executor"] = stage1_args.to_dict(), stage2_args.to_dict()
@@ -42,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     stage2.run()  # runs stage 1 first (depends=)
     if stage2_args.executor == "local":
         print(format_summary(refine_summary(stage2_args.logging_dir)))
+    else:  # stage 2 waits for stage 1 (afterok): it never starts when a stage-1 task fails
+        print(submitted_jobs({"annotate (stage 1)": stage1, "execute + filter (stage 2)": stage2}))
     return 0
 
 

@@ -42,8 +42,16 @@ class SlurmArgs:
     gpus_per_task: int = field(default=0, metadata={"help": "GPUs per datatrove task."})
     qos: str = field(default="normal", metadata={"help": "Slurm QOS."})
     job_name: str = field(default="refinex", metadata={"help": "Slurm job name."})
-    venv_path: str | None = field(default=None, metadata={"help": "Virtualenv activate script sourced on nodes."})
-    env_command: str | None = field(default=None, metadata={"help": "Shell command run on nodes before the job."})
+    venv_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Virtualenv activate script sourced by each job (relative paths: to the working directory); "
+            "null with env_command null: the environment of the Python running the launcher."
+        },
+    )
+    env_command: str | None = field(
+        default=None, metadata={"help": "Shell command run by each job before the pipeline (replaces venv_path)."}
+    )
     sbatch_args: dict[str, Any] = field(default_factory=dict, metadata={"help": "Extra #SBATCH directives."})
     slurm_logs_folder: str | None = field(default=None, metadata={"help": "Slurm stdout/stderr folder."})
 
@@ -86,9 +94,16 @@ class ExecutorArgs:
             raise ValueError("executor.slurm.partition is required with executor: slurm")
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> ExecutorArgs:
-        """Build from the config's ``executor`` section; unknown keys raise ``ValueError``."""
-        return _from_mapping(cls, data or {}, "executor")
+    def from_dict(cls, data: Mapping[str, Any] | None, where: str = "executor") -> ExecutorArgs:
+        """Build from the config's ``executor`` section (or another one, named by ``where``, e.g.
+        ``stage2_executor``); unknown keys and bad values raise ``ValueError`` naming the section."""
+        try:
+            return _from_mapping(cls, data or {}, where)
+        except ValueError as exc:
+            message = str(exc)
+            if where != "executor" and message.startswith("executor."):
+                message = where + message[len("executor") :]
+            raise ValueError(message) from exc
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -195,6 +210,7 @@ def make_executor(pipeline: list[Any], args: ExecutorArgs, depends: Any = None) 
     from datatrove.executor import SlurmPipelineExecutor
 
     s = args.slurm
+    venv_path, env_command = job_environment(s.venv_path, s.env_command)
     return SlurmPipelineExecutor(
         pipeline=pipeline,
         tasks=args.tasks,
@@ -209,11 +225,57 @@ def make_executor(pipeline: list[Any], args: ExecutorArgs, depends: Any = None) 
         gpus_per_task=s.gpus_per_task,
         qos=s.qos,
         job_name=s.job_name,
-        venv_path=s.venv_path,
-        env_command=s.env_command,
+        venv_path=venv_path,
+        env_command=env_command,
         sbatch_args=dict(s.sbatch_args) or None,
         slurm_logs_folder=s.slurm_logs_folder,
     )
+
+
+def job_environment(venv_path: str | None, env_command: str | None) -> tuple[str | None, str | None]:
+    """How a Slurm job finds the right Python: ``(venv_path, env_command)`` for ``SlurmPipelineExecutor``.
+
+    The job script runs ``launch_pickled_pipeline`` (datatrove's console script) from ``PATH``, so it must come
+    from an environment where this package and datatrove are installed:
+
+    * ``env_command`` set: used as is (``venv_path`` is then ignored by datatrove);
+    * ``venv_path`` set: made absolute (relative to the working directory), so the job does not depend on the
+      folder it starts in;
+    * neither: the environment of the interpreter running the launcher: its virtualenv's ``bin/activate`` when
+      it runs in one, else ``PATH`` is prefixed with the interpreter's ``bin`` folder.
+    """
+    import os
+    import shlex
+    import sys
+
+    if env_command:
+        return venv_path, env_command
+    if venv_path:
+        return os.path.abspath(os.path.expanduser(venv_path)), None
+    activate = Path(sys.prefix) / "bin" / "activate"
+    if sys.prefix != sys.base_prefix and activate.is_file():
+        return str(activate), None
+    bin_dir = os.path.dirname(os.path.abspath(sys.executable))
+    return None, f'export PATH={shlex.quote(bin_dir)}:"$PATH"'
+
+
+def submitted_jobs(executors: Mapping[str, Any]) -> str:
+    """After ``run()`` of Slurm executors: one line per stage with its array job id and where to look.
+
+    A stage whose tasks were all completed already (resume) is reported as skipped.
+    """
+    lines = []
+    for name, executor in executors.items():
+        job_id = getattr(executor, "job_id", None)
+        if job_id in (None, -1):
+            lines.append(f"{name}: all {executor.tasks} tasks already completed in {executor.logging_dir.path}; "
+                         "nothing submitted")
+            continue
+        lines.append(
+            f"{name}: submitted Slurm job {job_id}; completions, per-task logs and stats.json (merged when every "
+            f"task has finished) in {executor.logging_dir.path}, job output in {executor.slurm_logs_folder}"
+        )
+    return "\n".join(lines)
 
 
 def describe_executor(executor: Any) -> str:
@@ -224,6 +286,7 @@ def describe_executor(executor: Any) -> str:
     if kind == "SlurmPipelineExecutor":
         for name in ("partition", "time", "cpus_per_task", "mem_per_cpu_gb", "gpus_per_task", "qos", "job_name"):
             lines.append(f"  {name}: {getattr(executor, name)}")
+        lines.append(f"  job environment: {executor.env_command or f'source {executor.venv_path}'}")
         if executor._sbatch_args:
             lines.append(f"  sbatch_args: {json.dumps(executor._sbatch_args)}")
     lines.append("  pipeline:")
@@ -268,9 +331,11 @@ __all__ = [
     "apply_override",
     "describe_executor",
     "dryrun_report",
+    "job_environment",
     "load_config",
     "make_executor",
     "make_parser",
     "read_merged_stats",
     "step_stats",
+    "submitted_jobs",
 ]

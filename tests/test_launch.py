@@ -11,6 +11,7 @@ from refinex_datatrove.launch import (
     ExecutorArgs,
     apply_override,
     dryrun_report,
+    job_environment,
     load_config,
     make_executor,
     make_parser,
@@ -120,6 +121,33 @@ def test_make_slurm_executor_submits_nothing(tmp_path, no_sbatch):
     assert "SlurmPipelineExecutor" in report and "partition: gpu" in report and '"account": "x"' in report
     assert yaml.safe_load(report.split("# stage:")[0])["executor"]["slurm"]["gpus_per_task"] == 4
     assert not (tmp_path / "logs").exists()
+
+
+def test_errors_name_the_executor_section():
+    with pytest.raises(ValueError, match=r"^stage2_executor\.slurm\.partition is required"):
+        ExecutorArgs.from_dict({"executor": "slurm"}, "stage2_executor")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['task'\] in stage2_executor"):
+        ExecutorArgs.from_dict({"task": 2}, "stage2_executor")
+
+
+def test_job_environment_picks_the_right_python(tmp_path, monkeypatch):
+    import os
+    import sys
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)
+    # a relative venv_path becomes absolute: the job does not depend on the folder it starts in
+    assert job_environment(".venv/bin/activate", None) == (str(tmp_path / ".venv/bin/activate"), None)
+    assert job_environment("x/activate", "module load foo") == ("x/activate", "module load foo")  # used as is
+    venv, command = job_environment(None, None)  # neither: the launcher's own environment
+    if sys.prefix != sys.base_prefix:
+        assert (venv, command) == (str(Path(sys.prefix) / "bin" / "activate"), None)
+    else:
+        assert venv is None and command.startswith(f"export PATH={os.path.dirname(sys.executable)}")
+    executor = make_executor([], ExecutorArgs.from_dict({"executor": "slurm", "slurm": {"partition": "p"}}))
+    assert (executor.venv_path, executor.env_command) == (venv, command)
+    script = executor.get_launch_file_contents({"partition": "p"}, "launch_pickled_pipeline x")
+    assert (f"source {venv}\n" if venv else f"{command}\n") in script
 
 
 def test_parser():
