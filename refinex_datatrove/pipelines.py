@@ -417,9 +417,10 @@ def merge_completed_stats(logging_dir: str | Path) -> int:
         if path.is_file():
             merged += PipelineStats.from_json(json.loads(path.read_text(encoding="utf-8")))
             n += 1
-    if n:
-        with open(logs / "stats.json", "w", encoding="utf-8") as f:
-            merged.save_to_disk(f)
+    target = logs / "stats.json"
+    text = merged.to_json()
+    if n and not (target.is_file() and target.read_text(encoding="utf-8") == text):  # untouched when nothing ran
+        target.write_text(text, encoding="utf-8")
     return n
 
 
