@@ -22,7 +22,7 @@ import sys
 from typing import Any
 
 from refinex_datatrove.launch import ExecutorArgs, dryrun_report, load_config, make_executor, make_parser
-from refinex_datatrove.pipelines import build_refine_pipeline, format_summary, refine_summary
+from refinex_datatrove.pipelines import build_refine_pipeline, format_summary, merge_completed_stats, refine_summary
 
 
 def main(argv: list[str] | None = None, backend: Any = None) -> int:
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None, backend: Any = None) -> int:
         return 0
     executor.run()
     if executor_args.executor == "local":
+        merge_completed_stats(executor_args.logging_dir)  # a resumed run: every completed task, not only this launch's
         print(format_summary(refine_summary(executor_args.logging_dir)))
     return 0
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 
 from refinex_datatrove.launch import ExecutorArgs, dryrun_report, load_config, make_executor, make_parser
-from refinex_datatrove.pipelines import build_two_stage, format_summary, refine_summary
+from refinex_datatrove.pipelines import build_two_stage, format_summary, merge_completed_stats, refine_summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     stage2.run()  # runs stage 1 first (depends=)
     if stage2_args.executor == "local":
+        merge_completed_stats(stage2_args.logging_dir)  # a resumed run: every completed task, not only this launch's
         print(format_summary(refine_summary(stage2_args.logging_dir)))
     return 0
 

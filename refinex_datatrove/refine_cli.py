@@ -276,7 +276,7 @@ def run_refine(args: argparse.Namespace) -> int:
     failure: Exception | None = None
     try:
         executor.run()
-    except Exception as e:  # a task failed: datatrove logged it; report the completed ones, then the error
+    except Exception as e:  # noqa: BLE001 - a task failed (datatrove logged it): report the completed ones
         failure = e
     t_run = time.perf_counter() - t0
     merged = merge_completed_stats(executor_args.logging_dir)

@@ -247,7 +247,7 @@ def _runs(
                 pending += j2 - j1
                 continue
         if open_run:
-            start, end, count = runs[-1]
+            start, _end, count = runs[-1]
             runs[-1] = (start, j2, count + pending + j2 - j1)
         else:
             runs.append((j1, j2, j2 - j1))

@@ -178,7 +178,7 @@ def test_endpoint_down_mid_run_fails_the_task_writes_nothing_unrefined_and_a_rer
 
 
 def test_a_short_outage_is_ridden_out_by_retries_and_counted(reference):
-    tmp, docs, ref = reference
+    tmp, _docs, ref = reference
     out = tmp / "blip"
     server = FakeOpenAIServer(script=slow_script(0.02), model=MODEL).start()
     try:
