@@ -229,11 +229,14 @@ def _runs(
     run. New text is the rewrite side of insertions and replacements and the tiny islands (an aligner matches
     stray letters of deleted text inside an invented clause, cutting it into short spans, or even spells the
     whole clause from them). Whitespace-only tiny islands (a kept space or line break) count only between new
-    text, not at either end of a run.
+    text, not at either end of a run. Two runs separated by one carried island (not a whole line) shorter than
+    either run are one run: a word matched inside an invented sentence does not split it.
     """
     runs: list[tuple[int, int, int]] = []
+    gaps: list[tuple[int, bool]] = []  # before runs[k]: (carried islands since runs[k - 1], one of them a line)
     open_run = False
     pending = 0  # whitespace islands since the run's last new character
+    islands, line_kept = 0, False
     for tag, i1, i2, j1, j2 in opcodes:
         if j2 <= j1:  # a deletion: no rewrite characters
             continue
@@ -242,6 +245,8 @@ def _runs(
             ends_line = i2 == len(original) or original[i2 - 1] == "\n" or original[i2] == "\n"
             if j2 - j1 > island_chars or (starts_line and ends_line):
                 open_run, pending = False, 0
+                islands += 1
+                line_kept = line_kept or (starts_line and ends_line)
                 continue
             if original[i1:i2].isspace():
                 pending += j2 - j1
@@ -251,9 +256,19 @@ def _runs(
             runs[-1] = (start, j2, count + pending + j2 - j1)
         else:
             runs.append((j1, j2, j2 - j1))
+            gaps.append((islands, line_kept))
             open_run = True
-        pending = 0
-    return runs
+        pending, islands, line_kept = 0, 0, False
+    merged: list[tuple[int, int, int]] = []
+    for (start, end, count), (n_islands, kept_line) in zip(runs, gaps, strict=True):
+        if merged and n_islands == 1 and not kept_line:
+            p_start, p_end, p_count = merged[-1]
+            gap = start - p_end  # the island plus whitespace around it
+            if gap < min(p_count, count):
+                merged[-1] = (p_start, end, p_count + gap + count)
+                continue
+        merged.append((start, end, count))
+    return merged
 
 
 def _distill(
