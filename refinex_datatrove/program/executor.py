@@ -130,7 +130,7 @@ def execute_document(
 
     for cp in programs:
         chunk = cp.chunk
-        parsed = parse_program(cp.program, _max_call_chars(lines, chunk))
+        parsed = parse_program(cp.program, max_call_chars(lines, chunk))
         if parsed.invalid:
             skipped[SkipReason.INVALID_CALL] += len(parsed.invalid)
             invalid.update(inv.reason.value for inv in parsed.invalid)
@@ -220,7 +220,7 @@ def execute_document(
 _FLIP = bytes([1, 0]) + bytes(254)
 
 
-def _max_call_chars(lines: Sequence[str], chunk: Chunk) -> int:
+def max_call_chars(lines: Sequence[str], chunk: Chunk) -> int:
     """The longest call line valid for ``chunk`` (longer lines are ``line_too_long`` before ``ast`` sees them).
 
     A skipped chunk is never edited, so only ``keep_all()``-sized lines are worth parsing there."""
@@ -277,6 +277,7 @@ __all__ = [
     "delete_spans",
     "execute_document",
     "is_deletion_of",
+    "max_call_chars",
     "merge_spans",
     "whole_document",
 ]

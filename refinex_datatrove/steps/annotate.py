@@ -374,6 +374,11 @@ class RefineModelAnnotator(PipelineStep):
                 f"{down[-1].error}). No document of this batch was written; the task is not complete: rerun the "
                 "same command (without --force) to finish it"
             )
+        if failed:
+            logger.warning(
+                f"{self._where()}: {len(failed)} of {len(requests)} requests failed for good ({failed[0].error}); "
+                "their documents are not refined (docs_failed, excluded as generation_failed)"
+            )
         if first and failed and len(failed) == len(requests):
             raise RuntimeError(
                 f"{self._where()}: every request of the first batch failed ({failed[0].error}); check the model "
