@@ -61,6 +61,7 @@ from refinex_datatrove.program import (
     is_deletion_of,
     parse_program,
 )
+from refinex_datatrove.program.executor import max_call_chars
 
 
 SENTINEL_NAME = "_refinex_fuzz_sentinel"
@@ -664,10 +665,10 @@ def _hits_fast(line: str, s: str) -> list[int]:
     return [first] if second < 0 else [first, second]
 
 
-def check_parse(program: str) -> list[str]:
-    """Type and range checks on everything ``parse_program`` returns."""
+def check_parse(program: str, max_line_chars: int | None = None) -> list[str]:
+    """Type and range checks on everything ``parse_program`` returns (with the executor's bound for the chunk)."""
     problems = []
-    res = parse_program(program)
+    res = parse_program(program, max_line_chars)
     for op in res.ops:
         if isinstance(op, RemoveLines):
             if not (type(op.start) is int and type(op.end) is int and 0 <= op.start <= MAX_LINE_NUMBER
@@ -722,7 +723,7 @@ class FuzzReport:
     bomb_peak_ratio: float = 0.0  # worst peak traced memory / (program + document size), length-bomb documents
     bomb_peak_ratio_1mb: float = 0.0  # the same over documents whose programs total 1 MB or more
     bomb_peak_bytes: int = 0
-    bomb_seconds_per_mb: float = 0.0  # worst time per MB of program text over the length-bomb documents
+    bomb_seconds_per_mb: float = 0.0  # worst time per MB of input (program + document), length-bomb documents
     peak_rss_mb: float = 0.0
 
     @property
@@ -753,7 +754,7 @@ class FuzzReport:
                 f"{self.bomb_max_program / 1e6:.1f} MB): peak traced memory at most {self.bomb_peak_ratio:.2f} x "
                 f"the input size (program + document), {self.bomb_peak_ratio_1mb:.2f} x for programs of 1 MB or "
                 f"more (largest peak {self.bomb_peak_bytes / 1e6:.1f} MB), at most "
-                f"{self.bomb_seconds_per_mb:.3f} s per MB of program"
+                f"{self.bomb_seconds_per_mb:.3f} s per MB of input (under tracemalloc)"
             ),
             f"process peak RSS {self.peak_rss_mb:.0f} MB",
         ]
@@ -814,13 +815,14 @@ def run_fuzz(n_programs: int = 100_000, seed: int = 0, *, max_failures: int = 20
                     report.bombs += 1
                     report.bomb_bytes += size
                     report.bomb_max_program = max(report.bomb_max_program, size)
-                    ratio = peak / (size + len(text.encode("utf-8", "surrogatepass")))
+                    input_bytes = size + len(text.encode("utf-8", "surrogatepass"))
+                    ratio = peak / input_bytes
                     report.bomb_peak_ratio = max(report.bomb_peak_ratio, ratio)
                     if size >= 1_000_000:
                         report.bomb_peak_ratio_1mb = max(report.bomb_peak_ratio_1mb, ratio)
                     report.bomb_peak_bytes = max(report.bomb_peak_bytes, peak)
-                    report.bomb_seconds_per_mb = max(report.bomb_seconds_per_mb, t_bomb / max(size / 1e6, 1e-9))
-                problems = [p for cp in programs for p in check_parse(cp.program)]
+                    report.bomb_seconds_per_mb = max(report.bomb_seconds_per_mb, t_bomb / (input_bytes / 1e6))
+                problems = [p for cp in programs for p in check_parse(cp.program, max_call_chars(lines, cp.chunk))]
                 res = execute_document(text, programs, policy)
             except BaseException as e:  # a crash of any kind is what we are looking for
                 Tripwire.armed = False
