@@ -724,6 +724,7 @@ class FuzzReport:
     bomb_peak_ratio_1mb: float = 0.0  # the same over documents whose programs total 1 MB or more
     bomb_peak_bytes: int = 0
     bomb_seconds_per_mb: float = 0.0  # worst time per MB of input (program + document), length-bomb documents
+    bomb_seconds_per_mb_1mb: float = 0.0  # the same over documents whose programs total 1 MB or more
     peak_rss_mb: float = 0.0
 
     @property
@@ -754,7 +755,8 @@ class FuzzReport:
                 f"{self.bomb_max_program / 1e6:.1f} MB): peak traced memory at most {self.bomb_peak_ratio:.2f} x "
                 f"the input size (program + document), {self.bomb_peak_ratio_1mb:.2f} x for programs of 1 MB or "
                 f"more (largest peak {self.bomb_peak_bytes / 1e6:.1f} MB), at most "
-                f"{self.bomb_seconds_per_mb:.3f} s per MB of input (under tracemalloc)"
+                f"{self.bomb_seconds_per_mb:.3f} s per MB of input, {self.bomb_seconds_per_mb_1mb:.3f} s for programs of "
+                "1 MB or more (under tracemalloc)"
             ),
             f"process peak RSS {self.peak_rss_mb:.0f} MB",
         ]
@@ -820,6 +822,9 @@ def run_fuzz(n_programs: int = 100_000, seed: int = 0, *, max_failures: int = 20
                     report.bomb_peak_ratio = max(report.bomb_peak_ratio, ratio)
                     if size >= 1_000_000:
                         report.bomb_peak_ratio_1mb = max(report.bomb_peak_ratio_1mb, ratio)
+                        report.bomb_seconds_per_mb_1mb = max(
+                            report.bomb_seconds_per_mb_1mb, t_bomb / (input_bytes / 1e6)
+                        )
                     report.bomb_peak_bytes = max(report.bomb_peak_bytes, peak)
                     report.bomb_seconds_per_mb = max(report.bomb_seconds_per_mb, t_bomb / (input_bytes / 1e6))
                 problems = [p for cp in programs for p in check_parse(cp.program, max_call_chars(lines, cp.chunk))]
