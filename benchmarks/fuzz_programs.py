@@ -13,7 +13,11 @@ Every chunk program goes through ``parse_program`` and, with the rest of its doc
   execution of the parsed calls;
 * every program line that is not blank or a ``#`` comment is counted exactly once, as applied or as
   skipped with a reason (``applied + skipped == lines``), and ``skipped["invalid_call"]`` equals the sum of
-  the invalid reasons.
+  the invalid reasons;
+* a line that parses to a call spells the call's ASCII name (no NFKC look-alike is a call);
+* bounded cost: documents with a length bomb (a call line of 10 kB to 5 MB such as ``remove_lines(1, 1+1+...)``)
+  run under ``tracemalloc``; the report gives their peak traced memory as a multiple of the program size and
+  their time per MB, and the process's peak RSS.
 
 Usage (from the repository root)::
 
@@ -30,9 +34,11 @@ import argparse
 import builtins
 import os
 import random
+import resource
 import sys
 import tempfile
 import time
+import tracemalloc
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -48,12 +54,14 @@ from refinex_datatrove.program import (
     KeepAll,
     RemoveLines,
     RemoveStr,
+    call_length_bound,
     chunk_lines,
     delete_spans,
     execute_document,
     is_deletion_of,
     parse_program,
 )
+from refinex_datatrove.program.executor import max_call_chars
 
 
 SENTINEL_NAME = "_refinex_fuzz_sentinel"
@@ -511,6 +519,64 @@ def fam_prose(rng: random.Random, ctx: Ctx) -> list[str]:
     return [rng.choice(pool) for _ in range(rng.randint(1, 3))]
 
 
+def fam_length_bomb(rng: random.Random, ctx: Ctx) -> list[str]:
+    """One call line far longer than any valid call for the chunk (the parser rejects it before ``ast``)."""
+    size = rng.choice([10_000, 100_000, 1_000_000]) if rng.random() < 0.95 else 5_000_000
+    k = size // 2
+    return [rng.choice([
+        "remove_lines(1, " + "1+" * k + "1)",  # ~250 bytes of ast per character
+        "remove_lines(1, " + "(" * k + "1" + ")" * k + ")",
+        "keep_all(" + "[" * k + "]" * k + ")",
+        'remove_str(1, "' + "ab" * k + '")',  # well-formed, but longer than any line it could match
+        "remove_lines(" + "1, " * k + "2)",
+        "remove_lines(1, 2)" + " " * size + "# trailing",
+    ])]
+
+
+_FULLWIDTH = {c: chr(ord(c) + 0xFEE0) for c in "abcdefghijklmnopqrstuvwxyz_"}
+_MATH_BOLD = {c: chr(0x1D41A + ord(c) - ord("a")) for c in "abcdefghijklmnopqrstuvwxyz"}
+_ROMAN = {"l": "\u217c", "i": "\u2170", "v": "\u2174", "c": "\u217d", "m": "\u217f", "d": "\u217e"}
+
+
+def fam_look_alike(rng: random.Random, ctx: Ctx) -> list[str]:
+    """Valid calls whose name has 1..all characters replaced by NFKC look-alikes (Python folds identifiers with
+    NFKC, so ``remove_\u217cines`` would name ``remove_lines``): every one must be ``unknown_function``."""
+    out = []
+    for line in fam_valid(rng, ctx):
+        name, paren, rest = line.partition("(")
+        if not paren:
+            continue
+        table = rng.choice([_FULLWIDTH, _MATH_BOLD, _ROMAN])
+        positions = [i for i, c in enumerate(name) if c in table]
+        if not positions:
+            continue
+        chosen = positions if rng.random() < 0.3 else rng.sample(positions, rng.randint(1, len(positions)))
+        chars = list(name)
+        for i in chosen:
+            chars[i] = table[chars[i]]
+        out.append("".join(chars) + paren + rest)
+    return out or ["remove_\u217cines(1, 1)"]
+
+
+def fam_line_continuation(rng: random.Random, ctx: Ctx) -> list[str]:
+    """Backslash, carriage return and comment combinations that Python reads as line joins or as nothing."""
+    calls = [*fam_valid(rng, ctx), "keep_all()", "remove_lines(1, 1)"]
+    pieces = ["\\", "\r", "\\\r", "\\\r\n", "# x", " ", "\x0c", "\\ ", "\r# x"]
+    out = []
+    for _ in range(rng.randint(1, 3)):
+        parts = [rng.choice(pieces) for _ in range(rng.randint(1, 3))]
+        where = rng.randrange(3)
+        call = rng.choice(calls)
+        if where == 0:
+            out.append("".join(parts) + call)
+        elif where == 1:
+            out.append(call + "".join(parts))
+        else:
+            cut = rng.randint(0, len(call))
+            out.append(call[:cut] + "".join(parts) + call[cut:])
+    return out
+
+
 FAMILIES: dict[str, tuple[float, Family]] = {
     "valid": (0.22, fam_valid),
     "injection": (0.16, fam_injection),
@@ -524,6 +590,9 @@ FAMILIES: dict[str, tuple[float, Family]] = {
     "mutation": (0.13, fam_mutation),
     "garbage": (0.062, fam_garbage),
     "prose": (0.07, fam_prose),
+    "length_bomb": (0.002, fam_length_bomb),
+    "look_alike": (0.04, fam_look_alike),
+    "line_continuation": (0.05, fam_line_continuation),
 }
 
 SEPARATORS = ["\n", "\n", "\n", "\r\n", "\n\n", "\n# note\n", "\n   \n", "\r"]
@@ -561,7 +630,8 @@ def reference_execute(text: str, programs: list[ChunkProgram], policy: ExecPolic
         c = cp.chunk
         if c.start < 0 or c.n_lines < 1 or c.start + c.n_lines > len(lines) or c.skipped:
             continue
-        parsed = parse_program(cp.program)
+        # README: a call line longer than any valid call for the chunk is line_too_long
+        parsed = parse_program(cp.program, call_length_bound(max(map(len, lines[c.start : c.start + c.n_lines]))))
         if policy.on_invalid == "keep_chunk" and len(parsed.invalid) >= policy.keep_chunk_threshold:
             continue
         for op in parsed.ops:
@@ -595,10 +665,10 @@ def _hits_fast(line: str, s: str) -> list[int]:
     return [first] if second < 0 else [first, second]
 
 
-def check_parse(program: str) -> list[str]:
-    """Type and range checks on everything ``parse_program`` returns."""
+def check_parse(program: str, max_line_chars: int | None = None) -> list[str]:
+    """Type and range checks on everything ``parse_program`` returns (with the executor's bound for the chunk)."""
     problems = []
-    res = parse_program(program)
+    res = parse_program(program, max_line_chars)
     for op in res.ops:
         if isinstance(op, RemoveLines):
             if not (type(op.start) is int and type(op.end) is int and 0 <= op.start <= MAX_LINE_NUMBER
@@ -612,6 +682,14 @@ def check_parse(program: str) -> list[str]:
     for inv in res.invalid:
         if len(inv.source) > 200:
             problems.append("invalid call source not truncated")
+    for line in program.split("\n"):  # only the ASCII names are calls
+        if len(line) > 10_000:
+            continue
+        for op in parse_program(line).ops:
+            name = type(op).__name__
+            ascii_name = {"RemoveLines": "remove_lines", "RemoveStr": "remove_str", "KeepAll": "keep_all"}[name]
+            if not line.strip().startswith(ascii_name):
+                problems.append(f"{line[:80]!r} parsed as {ascii_name}")
     return problems
 
 
@@ -639,6 +717,15 @@ class FuzzReport:
     marker_created: bool = False
     crashes: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
+    bombs: int = 0
+    bomb_bytes: int = 0
+    bomb_max_program: int = 0
+    bomb_peak_ratio: float = 0.0  # worst peak traced memory / (program + document size), length-bomb documents
+    bomb_peak_ratio_1mb: float = 0.0  # the same over documents whose programs total 1 MB or more
+    bomb_peak_bytes: int = 0
+    bomb_seconds_per_mb: float = 0.0  # worst time per MB of input (program + document), length-bomb documents
+    bomb_seconds_per_mb_1mb: float = 0.0  # the same over documents whose programs total 1 MB or more
+    peak_rss_mb: float = 0.0
 
     @property
     def n_failures(self) -> int:
@@ -663,6 +750,15 @@ class FuzzReport:
             "applied: " + ", ".join(f"{k} {v:,}" for k, v in sorted(self.applied.items())),
             "skipped: " + ", ".join(f"{k} {v:,}" for k, v in sorted(self.skipped.items())),
             "invalid: " + ", ".join(f"{k} {v:,}" for k, v in sorted(self.invalid.items())),
+            (
+                f"length bombs {self.bombs:,} ({self.bomb_bytes / 1e6:.1f} MB, largest program "
+                f"{self.bomb_max_program / 1e6:.1f} MB): peak traced memory at most {self.bomb_peak_ratio:.2f} x "
+                f"the input size (program + document), {self.bomb_peak_ratio_1mb:.2f} x for programs of 1 MB or "
+                f"more (largest peak {self.bomb_peak_bytes / 1e6:.1f} MB), at most "
+                f"{self.bomb_seconds_per_mb:.3f} s per MB of input, {self.bomb_seconds_per_mb_1mb:.3f} s for programs of "
+                "1 MB or more (under tracemalloc)"
+            ),
+            f"process peak RSS {self.peak_rss_mb:.0f} MB",
         ]
         out.extend(f"FAIL {f}" for f in self.failures[:20])
         return "\n".join(out)
@@ -692,10 +788,12 @@ def run_fuzz(n_programs: int = 100_000, seed: int = 0, *, max_failures: int = 20
             lines = text.split("\n")
             chunks = random_chunks(rng, lines)
             programs = []
+            doc_families: set[str] = set()
             for c in chunks:
                 ctx = lines[c.start : c.start + c.n_lines] if c.start >= 0 else []
                 program, names = random_program(rng, ctx)
                 report.families.update(names)
+                doc_families.update(names)
                 programs.append(ChunkProgram(c, program))
             policy = ExecPolicy() if rng.random() < 0.8 else ExecPolicy("keep_chunk", rng.randint(1, 3))
             report.programs += len(programs)
@@ -705,9 +803,31 @@ def run_fuzz(n_programs: int = 100_000, seed: int = 0, *, max_failures: int = 20
             report.program_lines += expected_calls
             report.program_bytes += sum(len(cp.program) for cp in programs)
 
+            bomb = "length_bomb" in doc_families or any(len(cp.program) >= 100_000 for cp in programs)
             Tripwire.armed = True
             try:
-                problems = [p for cp in programs for p in check_parse(cp.program)]
+                if bomb:  # measured alone: the parse checks below parse line by line
+                    size = sum(len(cp.program.encode("utf-8", "surrogatepass")) for cp in programs)
+                    tracemalloc.start()
+                    t_bomb = time.perf_counter()
+                    execute_document(text, programs, policy)
+                    t_bomb = time.perf_counter() - t_bomb
+                    _, peak = tracemalloc.get_traced_memory()
+                    tracemalloc.stop()
+                    report.bombs += 1
+                    report.bomb_bytes += size
+                    report.bomb_max_program = max(report.bomb_max_program, size)
+                    input_bytes = size + len(text.encode("utf-8", "surrogatepass"))
+                    ratio = peak / input_bytes
+                    report.bomb_peak_ratio = max(report.bomb_peak_ratio, ratio)
+                    if size >= 1_000_000:
+                        report.bomb_peak_ratio_1mb = max(report.bomb_peak_ratio_1mb, ratio)
+                        report.bomb_seconds_per_mb_1mb = max(
+                            report.bomb_seconds_per_mb_1mb, t_bomb / (input_bytes / 1e6)
+                        )
+                    report.bomb_peak_bytes = max(report.bomb_peak_bytes, peak)
+                    report.bomb_seconds_per_mb = max(report.bomb_seconds_per_mb, t_bomb / (input_bytes / 1e6))
+                problems = [p for cp in programs for p in check_parse(cp.program, max_call_chars(lines, cp.chunk))]
                 res = execute_document(text, programs, policy)
             except BaseException as e:  # a crash of any kind is what we are looking for
                 Tripwire.armed = False
@@ -738,6 +858,7 @@ def run_fuzz(n_programs: int = 100_000, seed: int = 0, *, max_failures: int = 20
             if problems and len(report.failures) < max_failures:
                 report.failures.append(f"{'; '.join(dict.fromkeys(problems))}: programs={_short(programs)}")
     report.seconds = time.perf_counter() - t0
+    report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report.events = Counter(Tripwire.events)
     report.forbidden_events = Tripwire.forbidden()
     report.event_examples = dict(Tripwire.examples)

@@ -29,7 +29,7 @@ from refinex_datatrove.launch import (
     make_parser,
     submitted_jobs,
 )
-from refinex_datatrove.pipelines import build_refine_pipeline, format_summary, refine_summary
+from refinex_datatrove.pipelines import build_refine_pipeline, format_summary, merge_completed_stats, refine_summary
 
 
 def main(argv: list[str] | None = None, backend: Any = None) -> int:
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None, backend: Any = None) -> int:
         return 0
     executor.run()
     if executor_args.executor == "local":
+        merge_completed_stats(executor_args.logging_dir)  # a resumed run: every completed task, not only this launch's
         print(format_summary(refine_summary(executor_args.logging_dir)))
     else:
         print(submitted_jobs({"refine": executor}))

@@ -28,7 +28,7 @@ from refinex_datatrove.launch import (
     make_parser,
     submitted_jobs,
 )
-from refinex_datatrove.pipelines import build_two_stage, format_summary, refine_summary
+from refinex_datatrove.pipelines import build_two_stage, format_summary, merge_completed_stats, refine_summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     stage2.run()  # runs stage 1 first (depends=)
     if stage2_args.executor == "local":
+        merge_completed_stats(stage2_args.logging_dir)  # a resumed run: every completed task, not only this launch's
         print(format_summary(refine_summary(stage2_args.logging_dir)))
     else:  # stage 2 waits for stage 1 (afterok): it never starts when a stage-1 task fails
         print(submitted_jobs({"annotate (stage 1)": stage1, "execute + filter (stage 2)": stage2}))

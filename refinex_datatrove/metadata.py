@@ -17,7 +17,7 @@ Schema (every key is always present once the dict exists; ``None`` when not appl
             ],
         },
         "exec": None | {
-            "status": "executed" | "no_program" | "malformed_program" | "program_mismatch",
+            "status": "executed" | "no_program" | "malformed_program" | "program_mismatch" | "generation_failed",
             "reason": str | None,           # why the program was not run (malformed / mismatch), else None
             "applied": {kind: n},           # applied calls: remove_lines, remove_str, keep_all
             "skipped": {reason: n},         # calls not applied, by SkipReason
@@ -102,6 +102,7 @@ class ExecStatus(StrEnum):
     NO_PROGRAM = "no_program"
     MALFORMED_PROGRAM = "malformed_program"
     PROGRAM_MISMATCH = "program_mismatch"
+    GENERATION_FAILED = "generation_failed"  # a chunk's program could not be generated: not executed
 
 
 class MalformedReason(StrEnum):

@@ -6,7 +6,8 @@ three build the same pipeline. The order follows datatrove's ``examples/fineweb.
     reader (jsonl | parquet)
     -> URLFilter -> LanguageFilter -> GopherRepetitionFilter -> GopherQualityFilter -> C4QualityFilter
        -> FineWebQualityFilter                   (each toggleable; exclusions to excluded/<n>_<name>/)
-    -> RefineModelAnnotator -> ProgramExecutor -> QualityFilter (exclusions to excluded/<n>_refinex_quality/)
+    -> RefineModelAnnotator -> FailedGenerationFilter (documents the model could not answer for, to
+       excluded/<n>_refinex_failed/) -> ProgramExecutor -> QualityFilter (exclusions to excluded/<n>_refinex_quality/)
     -> writer (jsonl | parquet)
 
 The model annotates the text *after* the datatrove filters, C4QualityFilter included (it edits ``doc.text``),
@@ -85,12 +86,20 @@ def make_reader(reader: Mapping[str, Any], excluded: str | None = None, compress
     raise ValueError(f"reader.format must be one of {READER_FORMATS}, got {fmt!r}")
 
 
+def keep_text_adapter(writer: Any, document: Any) -> dict[str, Any]:
+    """datatrove's default writer adapter, except that ``text`` is always written: its default drops falsy
+    values, so a document emptied by deletion would lose its ``text`` key."""
+    data = writer._default_adapter(document)
+    data["text"] = document.text
+    return data
+
+
 def _exclusion_writer(excluded: str | None, index: int, name: str, compression: str | None) -> Any:
     if not excluded:
         return None
     from datatrove.pipeline.writers import JsonlWriter
 
-    return JsonlWriter(f"{excluded.rstrip('/')}/{index}_{name}", compression=compression)
+    return JsonlWriter(f"{excluded.rstrip('/')}/{index}_{name}", compression=compression, adapter=keep_text_adapter)
 
 
 def resolve_filters(filters: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -146,7 +155,7 @@ def make_writer(output: Mapping[str, Any]) -> Any:
     if fmt == "jsonl":
         from datatrove.pipeline.writers import JsonlWriter
 
-        return JsonlWriter(folder, compression=compression, **kw)
+        return JsonlWriter(folder, compression=compression, adapter=keep_text_adapter, **kw)
     if fmt == "parquet":
         import pyarrow as pa
         from datatrove.pipeline.writers import ParquetWriter
@@ -160,9 +169,11 @@ def make_writer(output: Mapping[str, Any]) -> Any:
 
 
 def _refine_tail(config: Mapping[str, Any], first_exclusion_index: int) -> list[Any]:
-    """ProgramExecutor -> QualityFilter -> writer."""
+    """FailedGenerationFilter -> ProgramExecutor -> QualityFilter -> writer (both filters exclude to
+    ``<first_exclusion_index>_<name>``)."""
     from refinex_datatrove.program import ExecPolicy
     from refinex_datatrove.steps.execute import ProgramExecutor
+    from refinex_datatrove.steps.failed import FailedGenerationFilter
     from refinex_datatrove.steps.quality_filter import QualityFilter
 
     output = _section(config, "output")
@@ -173,6 +184,9 @@ def _refine_tail(config: Mapping[str, Any], first_exclusion_index: int) -> list[
     policy = execute.pop("policy", None)
     compression = output.get("compression", "gzip")
     return [
+        FailedGenerationFilter(
+            exclusion_writer=_exclusion_writer(output.get("excluded"), first_exclusion_index, "refinex_failed", compression)
+        ),
         ProgramExecutor(policy=ExecPolicy(**policy) if policy else None, **execute),
         QualityFilter(
             exclusion_writer=_exclusion_writer(
@@ -384,6 +398,32 @@ def refine_summary(logging_dir: str | Path) -> dict[str, Any]:
     return out
 
 
+def merge_completed_stats(logging_dir: str | Path) -> int:
+    """Rewrite ``logging_dir/stats.json`` as the merge of every *completed* task's ``stats/<rank>.json``.
+
+    datatrove's local executor writes ``stats.json`` from the tasks it ran in that launch only, so after a resume
+    it would count only the rerun tasks. Returns the number of tasks merged (0: nothing is written).
+    """
+    import json
+
+    from datatrove.utils.stats import PipelineStats
+
+    logs = Path(logging_dir)
+    completions = logs / "completions"
+    ranks = sorted(int(p.name) for p in completions.iterdir() if p.name.isdigit()) if completions.is_dir() else []
+    merged, n = PipelineStats(), 0
+    for rank in ranks:
+        path = logs / "stats" / f"{rank:05d}.json"
+        if path.is_file():
+            merged += PipelineStats.from_json(json.loads(path.read_text(encoding="utf-8")))
+            n += 1
+    target = logs / "stats.json"
+    text = merged.to_json()
+    if n and not (target.is_file() and target.read_text(encoding="utf-8") == text):  # untouched when nothing ran
+        target.write_text(text, encoding="utf-8")
+    return n
+
+
 def format_summary(summary: Mapping[str, Any]) -> str:
     """A short human-readable report of :func:`refine_summary`."""
     lines = [
@@ -399,8 +439,13 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         lines.append("calls skipped: " + ", ".join(f"{k}={v}" for k, v in sorted(summary["calls_skipped"].items())))
     model = summary["model"]
     if model:
-        keys = ("requests", "chunks_skipped", "gen_truncated", "gen_failed", "gen_empty", "tokens_in", "tokens_out")
+        keys = ("requests", "chunks_skipped", "gen_truncated", "gen_failed", "gen_empty", "gen_retries", "tokens_in",
+                "tokens_out")
         lines.append("model: " + ", ".join(f"{k}={model[k]}" for k in keys if k in model))
+        causes = {k: v for k, v in model.items() if k.startswith("gen_failed_")}
+        if causes:
+            lines.append("failed requests by cause: " + ", ".join(f"{k.removeprefix('gen_failed_')}={v}"
+                                                                   for k, v in sorted(causes.items())))
     return "\n".join(lines)
 
 
@@ -414,6 +459,8 @@ __all__ = [
     "make_filters",
     "make_reader",
     "make_writer",
+    "keep_text_adapter",
+    "merge_completed_stats",
     "merge_refine_model",
     "refine_summary",
     "resolve_filters",

@@ -8,7 +8,13 @@ Runs :func:`refinex_datatrove.pipelines.build_refine_pipeline` under datatrove's
     OUTPUT_DIR/report.html    static HTML report of what the programs deleted (``--no-report`` to skip)
 
 and prints a short summary: documents in / out / excluded, characters removed, calls applied by kind, where the
-report is, and the wall time. ``--force`` deletes those four outputs first, so everything runs again.
+report is, and the wall time. ``--force`` deletes those four outputs first, so everything runs again. The summary
+and ``logs/stats.json`` cover every completed task, also those of earlier launches (a resumed run).
+
+Exit status: 0 when every task completed; 1 when a task failed (e.g. the endpoint went down for longer than the
+retries last: README "Failure contract"), after the summary of the completed tasks: rerunning the same command
+without ``--force`` runs only the unfinished tasks; 2 for a usage error, including an endpoint that does not
+answer at all before the run starts (nothing is written then).
 
 The report needs each changed document's text from before execution: with ``--report`` the executor runs with
 ``keep_original=True``, so changed documents carry it in ``metadata["refinex"]["original_text"]`` (the exact text
@@ -207,11 +213,40 @@ def write_refine_report(output_dir: str | Path, max_docs: int = REPORT_MAX_DOCS,
     )
 
 
+def _error(message: str) -> int:
+    print(f"refinex refine: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _check_endpoint(config: dict[str, Any]) -> str | None:
+    """For ``--backend endpoint``: why the server cannot be used (one line), or ``None``."""
+    from refinex_datatrove.llm.openai_endpoint import OpenAIEndpointBackend
+
+    kwargs = config["annotate"]["backend_kwargs"]
+    base_url = kwargs.get("base_url")
+    if not base_url:
+        return "--backend endpoint needs --base-url URL"
+    try:
+        backend = OpenAIEndpointBackend(base_url, str(kwargs.get("model") or config["annotate"]["model"]))
+    except ValueError as e:
+        return str(e)
+    cause = backend.check_reachable(kwargs.get("timeout"))
+    return None if cause is None else f"endpoint {backend.base_url} is unreachable: {cause}"
+
+
 def run_refine(args: argparse.Namespace) -> int:
     from refinex_datatrove.launch import ExecutorArgs, dryrun_report, make_executor
-    from refinex_datatrove.pipelines import build_refine_pipeline, format_summary, refine_summary
+    from refinex_datatrove.pipelines import (
+        build_refine_pipeline,
+        format_summary,
+        merge_completed_stats,
+        refine_summary,
+    )
 
     t0 = time.perf_counter()
+    out = Path(args.output_dir)
+    if out.exists() and not out.is_dir():
+        return _error(f"OUTPUT_DIR {args.output_dir!r} exists and is not a folder")
     try:
         config = build_config(args)
         executor_args = ExecutorArgs.from_dict(config["executor"])
@@ -224,6 +259,8 @@ def run_refine(args: argparse.Namespace) -> int:
     if args.dryrun:
         print(dryrun_report(config, {"refine": executor}))
         return 0
+    if config["annotate"]["backend"] == "endpoint" and (problem := _check_endpoint(config)) is not None:
+        return _error(problem)
     if args.force:
         try:
             clear_outputs(args.output_dir)
@@ -236,8 +273,25 @@ def run_refine(args: argparse.Namespace) -> int:
             "(pass --force to run everything again)",
             file=sys.stderr,
         )
-    executor.run()
+    failure: Exception | None = None
+    try:
+        executor.run()
+    except Exception as e:  # noqa: BLE001 - a task failed (datatrove logged it): report the completed ones
+        failure = e
     t_run = time.perf_counter() - t0
+    merged = merge_completed_stats(executor_args.logging_dir)
+    if failure is not None:
+        if merged:
+            print(f"completed tasks ({merged} of {args.tasks}):")
+            print(format_summary(refine_summary(executor_args.logging_dir)))
+        print(
+            f"refinex refine: error: {merged} of {args.tasks} tasks completed; a task failed: "
+            f"{str(failure).splitlines()[0] if str(failure) else type(failure).__name__}\n"
+            "No document of an unfinished task is counted or reported as refined. Rerun the same command "
+            "(without --force) to run the unfinished tasks.",
+            file=sys.stderr,
+        )
+        return 1
     print(format_summary(refine_summary(executor_args.logging_dir)))
     print(f"refined documents: {Path(args.output_dir) / 'refined'}")
     if args.report:

@@ -95,6 +95,8 @@ class FakeOpenAIServer:
             in flight together; used to prove a client really runs that many requests concurrently.
             ``gate_broken`` turns True when the wait timed out.
         gate_timeout: seconds a gated request waits for its companions.
+        port: port to bind on 127.0.0.1 (0: a free one). The port is kept: :meth:`start` after :meth:`stop`
+            brings the same endpoint back up (an outage).
 
     Attributes:
         requests: every request received, in arrival order.
@@ -109,9 +111,11 @@ class FakeOpenAIServer:
         model: str = "fake-model",
         gate: int | None = None,
         gate_timeout: float = 10.0,
+        port: int = 0,
     ) -> None:
         self.script: Script = script or echo_script
         self.model = model
+        self.port = port
         self.requests: list[RecordedRequest] = []
         self.faults: collections.deque[Reply] = collections.deque()
         self.max_in_flight = 0
@@ -125,9 +129,11 @@ class FakeOpenAIServer:
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     def start(self) -> FakeOpenAIServer:
-        """Bind a free port on 127.0.0.1 and serve in a daemon thread."""
+        """Bind ``port`` (default: a free one) on 127.0.0.1 and serve in a daemon thread."""
         handler = _make_handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._stopping.clear()
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self.port = self._server.server_address[1]  # start() after stop() serves the same URL again
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()

@@ -184,3 +184,17 @@ def test_registry_does_not_hide_broken_modules(monkeypatch):
     broken = cli.Subcommand("broken", "refinex_datatrove.cli", "no_such_function", "run_apply")
     with pytest.raises(AttributeError):
         cli.build_parser([broken])
+
+
+def test_apply_on_a_crlf_file_keeps_its_crlf_byte_for_byte(tmp_path):
+    """README: line handling is byte for byte; ``a\\r\\nb\\r\\nc`` minus line 2 is ``a\\r\\nc``, through the real
+    console entry point with stdout a pipe."""
+    text, program = tmp_path / "crlf.txt", tmp_path / "p.txt"
+    text.write_bytes(b"a\r\nb\r\nc")
+    program.write_bytes(b"remove_lines(2, 2)\r\n")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    for cmd in (["apply", "--program", str(program), str(text)], ["render", str(text)]):
+        res = subprocess.run([sys.executable, "-m", "refinex_datatrove.cli", *cmd], capture_output=True, env=env)
+        assert res.returncode == 0, res.stderr
+        expected = b"a\r\nc" if cmd[0] == "apply" else b"[1] a\r\n[2] b\r\n[3] c\n"
+        assert res.stdout == expected

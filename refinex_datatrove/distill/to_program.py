@@ -4,7 +4,11 @@ Steps, each with a named rejection reason (:class:`RejectReason`):
 
 1. align the texts at character level (:func:`refinex_datatrove.distill.align.align`);
 2. reject over-editing: an insertion or replacement span of ``rewrite_span_limit`` characters or more
-   (insertion: ``j2 - j1``; replacement: ``max(i2 - i1, j2 - j1)``);
+   (insertion: ``j2 - j1``; replacement: ``max(i2 - i1, j2 - j1)``); and an expert that wrote new text: the
+   rewrite's characters that are not carried over from the original in order, with matched islands of at most
+   ``insertion_island_chars`` characters between them counted as part of the insertion (the alignment matches
+   stray letters of deleted text inside an invented clause, cutting it into short spans), reaching
+   ``rewrite_span_limit`` characters in one run (``inserted_text``);
 3. keep only the pure deletions; insertions and replacements are discarded (the original characters of a
    replacement are *kept*);
 4. map the deletions onto lines (paper Algorithm 1, with tolerance for line-break and whitespace residue):
@@ -66,6 +70,7 @@ class RejectReason(StrEnum):
 
     INSERTION_TOO_LONG = "insertion_too_long"
     REPLACEMENT_TOO_LONG = "replacement_too_long"
+    INSERTED_TEXT = "inserted_text"
     NO_DELETIONS = "no_deletions"
     TOO_FEW_DELETED_CHARS = "too_few_deleted_chars"
     EDIT_IN_SKIPPED_CHUNK = "edit_in_skipped_chunk"
@@ -86,6 +91,8 @@ class DistillConfig:
         whitespace_residue_deleted: a line whose deletions leave only whitespace counts as wholly deleted.
         drop_whitespace_str: whitespace-only partial-line deletions are dropped instead of becoming
             ``remove_str(n, " ")`` calls.
+        insertion_island_chars: original characters matched between two inserted spans of the rewrite that still
+            count as part of one insertion (``inserted_text``); ``0`` joins only touching spans.
         max_block_chars: alignment change blocks larger than this use rapidfuzz Levenshtein, not difflib.
         verify: execute the programs and compare with the deletion-only projection (recommended).
     """
@@ -95,6 +102,7 @@ class DistillConfig:
     zero_deletions_keep_all: bool = True
     whitespace_residue_deleted: bool = True
     drop_whitespace_str: bool = True
+    insertion_island_chars: int = 4
     max_block_chars: int = DEFAULT_MAX_BLOCK_CHARS
     verify: bool = True
 
@@ -103,6 +111,8 @@ class DistillConfig:
             raise ValueError(f"rewrite_span_limit must be >= 1 or None, got {self.rewrite_span_limit}")
         if self.min_deleted_chars < 0:
             raise ValueError(f"min_deleted_chars must be >= 0, got {self.min_deleted_chars}")
+        if self.insertion_island_chars < 0:
+            raise ValueError(f"insertion_island_chars must be >= 0, got {self.insertion_island_chars}")
         if self.max_block_chars < 0:
             raise ValueError(f"max_block_chars must be >= 0, got {self.max_block_chars}")
 
@@ -128,6 +138,8 @@ class DistillResult:
             joins).
         inserted_chars: characters on the rewrite side of all insertions and replacements.
         max_rewrite_span: the longest insertion or replacement span (see :class:`DistillConfig`).
+        max_inserted_run: the longest run of inserted text in the rewrite, islands included
+            (:func:`inserted_runs`).
         n_chunks: number of chunks (including skipped ones).
     """
 
@@ -143,6 +155,7 @@ class DistillResult:
     dropped_chars: int = 0
     inserted_chars: int = 0
     max_rewrite_span: int = 0
+    max_inserted_run: int = 0
     n_chunks: int = 0
 
     @property
@@ -200,6 +213,64 @@ def format_chunk_programs(chunk_programs: Sequence[ChunkProgram]) -> str:
     return "\n".join(parts)
 
 
+def inserted_runs(original: str, opcodes: Sequence[tuple[str, int, int, int, int]], island_chars: int) -> list[Span]:
+    """``[j1, j2)`` ranges of the rewrite holding text the expert wrote rather than carried over, each with at
+    least one new character; see :func:`_runs` for what counts as new."""
+    return [(a, b) for a, b, _n in _runs(original, opcodes, island_chars)]
+
+
+def _runs(
+    original: str, opcodes: Sequence[tuple[str, int, int, int, int]], island_chars: int
+) -> list[tuple[int, int, int]]:
+    """Runs of new text in the rewrite: ``(j1, j2, new characters)``.
+
+    A rewrite character is carried over when it lies in a matched (``equal``) island of more than ``island_chars``
+    characters, or in an island that is a whole line of the original (a short line kept); such an island ends the
+    run. New text is the rewrite side of insertions and replacements and the tiny islands (an aligner matches
+    stray letters of deleted text inside an invented clause, cutting it into short spans, or even spells the
+    whole clause from them). Whitespace-only tiny islands (a kept space or line break) count only between new
+    text, not at either end of a run. Two runs separated by one carried island (not a whole line) shorter than
+    either run are one run: a word matched inside an invented sentence does not split it.
+    """
+    runs: list[tuple[int, int, int]] = []
+    gaps: list[tuple[int, bool]] = []  # before runs[k]: (carried islands since runs[k - 1], one of them a line)
+    open_run = False
+    pending = 0  # whitespace islands since the run's last new character
+    islands, line_kept = 0, False
+    for tag, i1, i2, j1, j2 in opcodes:
+        if j2 <= j1:  # a deletion: no rewrite characters
+            continue
+        if tag == "equal":
+            starts_line = i1 == 0 or original[i1 - 1] == "\n"
+            ends_line = i2 == len(original) or original[i2 - 1] == "\n" or original[i2] == "\n"
+            if j2 - j1 > island_chars or (starts_line and ends_line):
+                open_run, pending = False, 0
+                islands += 1
+                line_kept = line_kept or (starts_line and ends_line)
+                continue
+            if original[i1:i2].isspace():
+                pending += j2 - j1
+                continue
+        if open_run:
+            start, _end, count = runs[-1]
+            runs[-1] = (start, j2, count + pending + j2 - j1)
+        else:
+            runs.append((j1, j2, j2 - j1))
+            gaps.append((islands, line_kept))
+            open_run = True
+        pending, islands, line_kept = 0, 0, False
+    merged: list[tuple[int, int, int]] = []
+    for (start, end, count), (n_islands, kept_line) in zip(runs, gaps, strict=True):
+        if merged and n_islands == 1 and not kept_line:
+            p_start, p_end, p_count = merged[-1]
+            gap = start - p_end  # the island plus whitespace around it
+            if gap < min(p_count, count):
+                merged[-1] = (p_start, end, p_count + gap + count)
+                continue
+        merged.append((start, end, count))
+    return merged
+
+
 def _distill(
     original: str, refined: str, lines: list[str], chunks: list[Chunk], config: DistillConfig
 ) -> DistillResult:
@@ -222,6 +293,16 @@ def _distill(
         result.detail = (
             f"{tag} of {rewrite_span_length(offender)} characters at original offset {i1} "
             f"(limit {config.rewrite_span_limit}): {refined[j1:j2][:60]!r}"
+        )
+        return result
+    longest = max(_runs(original, opcodes, config.insertion_island_chars), key=lambda r: r[2], default=(0, 0, 0))
+    result.max_inserted_run = longest[2]
+    if config.rewrite_span_limit is not None and result.max_inserted_run >= config.rewrite_span_limit:
+        result.rejection = RejectReason.INSERTED_TEXT
+        result.detail = (
+            f"the rewrite adds {result.max_inserted_run} characters of new text at rewrite offset {longest[0]} "
+            f"(limit {config.rewrite_span_limit}; matched islands of at most {config.insertion_island_chars} "
+            f"characters count as inserted): {refined[longest[0] : longest[1]][:60]!r}"
         )
         return result
 

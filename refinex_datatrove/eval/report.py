@@ -33,6 +33,7 @@ from refinex_datatrove.program import (
     merge_spans,
     parse_program,
 )
+from refinex_datatrove.program.executor import max_call_chars
 import itertools
 
 
@@ -102,12 +103,15 @@ def attribute_calls(
     policy = policy or ExecPolicy()
     full = execute_document(original, programs, policy)
     calls: list[CallInfo] = []
+    doc_lines = original.split("\n")
     for ci, cp in enumerate(programs):
+        bound = max_call_chars(doc_lines, cp.chunk)  # the executor's verdicts (line_too_long before ast)
         kept_chunk = (
-            policy.on_invalid == "keep_chunk" and len(parse_program(cp.program).invalid) >= policy.keep_chunk_threshold
+            policy.on_invalid == "keep_chunk"
+            and len(parse_program(cp.program, bound).invalid) >= policy.keep_chunk_threshold
         )
         for line in cp.program.split("\n"):  # line by line, so invalid calls keep their place
-            parsed = parse_program(line)
+            parsed = parse_program(line, bound)
             for inv in parsed.invalid:
                 calls.append(CallInfo(len(calls), ci, inv.source, f"invalid: {inv.reason.value}"))
             for op in parsed.ops:

@@ -82,6 +82,10 @@ class OpenAIEndpointBackend:
             ``{"guided_regex": ...}``) or ``None`` (ignored; for APIs without regex decoding).
         extra_body: extra JSON fields merged into every request body (e.g. ``{"chat_template_kwargs": ...}``).
 
+    A request that failed reports ``Generation.extra``: ``attempts``, ``error_kind`` (the last failure's kind) and
+    ``retryable`` (``True`` when retries for a transient fault ran out, i.e. the endpoint is down or overloaded;
+    ``False`` for a fault another attempt would not fix, such as HTTP 400 or 404).
+
     Attributes:
         counters: running totals since construction: ``requests``, ``attempts``, ``retries``, ``errors``
             (requests that finally failed) and ``errors_by_kind`` (every failed attempt by kind: ``http_429``,
@@ -313,18 +317,20 @@ class OpenAIEndpointBackend:
             except _Fatal as exc:
                 self._count_kind(exc.kind)
                 self._count("errors")
-                return error_generation(str(exc), attempts=attempt + 1)
+                return error_generation(str(exc), attempts=attempt + 1, error_kind=exc.kind, retryable=False)
             except Exception as exc:  # a bug or an unexpected library error: report, don't kill the batch
                 self._count_kind("unexpected")
                 self._count("errors")
-                return error_generation(exc, attempts=attempt + 1)
+                return error_generation(exc, attempts=attempt + 1, error_kind="unexpected", retryable=False)
             if not generation.ok:
                 self._count("errors")
             generation.extra["attempts"] = attempt + 1
             return generation
         self._count("errors")
         message = f"gave up after {self.max_retries + 1} attempts; last error: {last}"
-        return error_generation(message, attempts=self.max_retries + 1)
+        # retryable: the endpoint is down or overloaded, not this request wrong (the annotator fails the task)
+        return error_generation(message, attempts=self.max_retries + 1, error_kind=last.kind if last else "error",
+                                retryable=True)
 
     def _count_kind(self, kind: str) -> None:
         with self._lock:
@@ -357,6 +363,20 @@ class OpenAIEndpointBackend:
             return asyncio.run(self.agenerate(requests, params))
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             return pool.submit(asyncio.run, self.agenerate(requests, params)).result()
+
+    def check_reachable(self, timeout: float | None = None) -> str | None:
+        """``None`` when the server answers HTTP at all (``GET {api root}/models``, any status), else why not
+        (``"ConnectError: [Errno 111] Connection refused"``, a timeout). One attempt; for a check before a run."""
+        import httpx
+
+        try:
+            with httpx.Client(timeout=httpx.Timeout(timeout or min(self.timeout, 10.0))) as client:
+                client.get(self.base_url + "/models", headers=self._headers())
+        except httpx.TimeoutException as exc:
+            return f"no answer within {timeout or min(self.timeout, 10.0)} s ({type(exc).__name__})"
+        except httpx.TransportError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     def close(self) -> None:
         """Nothing to release: clients live only for one :meth:`generate` call. Safe to call more than once."""

@@ -21,6 +21,7 @@ from refinex_datatrove.program.parser import (
     InvalidCall,
     InvalidReason,
     ParseResult,
+    call_length_bound,
     parse_call,
     parse_program,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "format_program",
     "is_deletion_of",
     "merge_spans",
+    "call_length_bound",
     "parse_call",
     "parse_program",
     "render_chunk",

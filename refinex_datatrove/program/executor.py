@@ -31,7 +31,7 @@ from typing import Literal
 
 from refinex_datatrove.program.chunking import Chunk
 from refinex_datatrove.program.ops import KeepAll, RemoveLines, RemoveStr
-from refinex_datatrove.program.parser import InvalidReason, parse_program
+from refinex_datatrove.program.parser import InvalidReason, call_length_bound, parse_program
 
 
 class SkipReason(StrEnum):
@@ -130,7 +130,7 @@ def execute_document(
 
     for cp in programs:
         chunk = cp.chunk
-        parsed = parse_program(cp.program)
+        parsed = parse_program(cp.program, max_call_chars(lines, chunk))
         if parsed.invalid:
             skipped[SkipReason.INVALID_CALL] += len(parsed.invalid)
             invalid.update(inv.reason.value for inv in parsed.invalid)
@@ -220,6 +220,15 @@ def execute_document(
 _FLIP = bytes([1, 0]) + bytes(254)
 
 
+def max_call_chars(lines: Sequence[str], chunk: Chunk) -> int:
+    """The longest call line valid for ``chunk`` (longer lines are ``line_too_long`` before ``ast`` sees them).
+
+    A skipped chunk is never edited, so only ``keep_all()``-sized lines are worth parsing there."""
+    if chunk.skipped or chunk.start < 0 or chunk.n_lines < 1 or chunk.end > len(lines):
+        return call_length_bound(0)
+    return call_length_bound(max(map(len, lines[chunk.start : chunk.end])))
+
+
 def merge_spans(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     """Sort and merge overlapping or touching ``[start, end)`` spans; empty spans are dropped."""
     out: list[tuple[int, int]] = []
@@ -268,6 +277,7 @@ __all__ = [
     "delete_spans",
     "execute_document",
     "is_deletion_of",
+    "max_call_chars",
     "merge_spans",
     "whole_document",
 ]

@@ -1,8 +1,16 @@
 """Parse program text into calls with :mod:`ast`; model output is data and is never evaluated.
 
-One call per line. Blank lines and ``#`` comments are ignored. A line that is anything other than one of
-the three calls with literal arguments of the right types becomes an :class:`InvalidCall` with a named
-reason, and the rest of the program still parses.
+One call per line (lines are split on ``"\\n"`` only). Blank lines and ``#`` comments are ignored. Every other
+line is either exactly one call or exactly one :class:`InvalidCall` with a named reason, and the rest of the
+program still parses. Hostile input costs bounded memory and linear time:
+
+* a line longer than ``max_line_chars`` (the longest valid call for the chunk, see :func:`call_length_bound`)
+  is ``line_too_long`` before :mod:`ast` sees it (``ast`` needs ~250 bytes per character of ``1+1+...``);
+* a line holding a carriage return (or another character Python's tokenizer ends a line on) is a
+  ``syntax_error``: Python would read it as two lines (a backslash + CR joins them), the executor as one;
+* only the ASCII names are calls: Python folds identifiers with NFKC, so ``remove_\u217cines`` (a Roman
+  numeral) or full-width letters would otherwise name ``remove_lines``; they are ``unknown_function``;
+* a lone surrogate (not encodable as UTF-8) is a ``syntax_error`` on both the fast path and the ``ast`` path.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ class InvalidReason(StrEnum):
     NEGATIVE_INTEGER = "negative_integer"
     ABSURD_INTEGER = "absurd_integer"
     EMPTY_STRING = "empty_string"
+    LINE_TOO_LONG = "line_too_long"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +65,7 @@ class ParseResult:
 # meaning (property-tested); anything else goes through ast.
 _INT = r"(0|[1-9][0-9]{0,8})"
 _FAST_LINES = re.compile(rf"remove_lines\({_INT}, ?{_INT}\)")
-_FAST_STR = re.compile(rf'remove_str\({_INT}, ?"([^"\\\x00-\x1f\x7f]+)"\)')
+_FAST_STR = re.compile(rf'remove_str\({_INT}, ?"([^"\\\x00-\x1f\x7f\ud800-\udfff]+)"\)')
 _KEEP_ALL = "keep_all()"
 
 
@@ -65,12 +74,42 @@ class _Invalid(Exception):
         self.reason = reason
 
 
-def parse_program(text: str) -> ParseResult:
-    """Parse ``text`` line by line. Never raises for any ``str`` input."""
+CALL_SLACK_CHARS = 64
+"""Room in :func:`call_length_bound` for the call's name, line number, quotes, commas, spaces and a comment."""
+
+ESCAPE_CHARS = 10
+"""Characters one string character may take in a valid call (``\\U0001f600``); :func:`call_length_bound`."""
+
+# What Python's tokenizer ends a line on besides "\n" (str.splitlines() would also split on \x0b, \x1c, ...,
+# which Python reads as ordinary characters)
+_PY_LINE_BREAKS = "\r"
+
+
+def call_length_bound(longest_line: int) -> int:
+    """The longest call line a chunk whose longest line has ``longest_line`` characters can need.
+
+    A ``remove_str`` string that is longer than its line is never found, and each of its characters takes at most
+    :data:`ESCAPE_CHARS` characters written as an escape (``\\N{...}`` names aside); ``remove_lines`` and
+    ``keep_all`` are shorter still. Lines longer than this are ``line_too_long``.
+    """
+    return CALL_SLACK_CHARS + ESCAPE_CHARS * max(0, longest_line)
+
+
+def parse_program(text: str, max_line_chars: int | None = None) -> ParseResult:
+    """Parse ``text`` line by line. Never raises for any ``str`` input.
+
+    Args:
+        text: the program.
+        max_line_chars: lines longer than this (after stripping) are ``line_too_long`` without being parsed;
+            the executor passes :func:`call_length_bound` of the chunk's longest line. ``None``: no bound.
+    """
     result = ParseResult()
     for lineno, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip()
         if not line or line[0] == "#":
+            continue
+        if max_line_chars is not None and len(line) > max_line_chars:
+            result.invalid.append(InvalidCall(lineno, raw[:MAX_SOURCE_KEPT], InvalidReason.LINE_TOO_LONG))
             continue
         op = _parse_fast(line)
         if op is None:
@@ -78,8 +117,6 @@ def parse_program(text: str) -> ParseResult:
                 op = _parse_ast(line)
             except _Invalid as e:
                 result.invalid.append(InvalidCall(lineno, raw[:MAX_SOURCE_KEPT], e.reason))
-                continue
-            if op is None:  # only a comment
                 continue
         result.ops.append(op)
     return result
@@ -109,20 +146,22 @@ def _parse_fast(line: str) -> Op | None:
     return None
 
 
-def _parse_ast(line: str) -> Op | None:
+def _parse_ast(line: str) -> Op:
+    if any(c in line for c in _PY_LINE_BREAKS):  # Python would read two lines where the program has one
+        raise _Invalid(InvalidReason.SYNTAX_ERROR)
     try:
         # invalid escapes like "\d" warn; the verdict must not depend on the process's warning filters
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tree = ast.parse(line, mode="exec")
-    except (SyntaxError, ValueError) as e:  # ValueError: NUL bytes, int digit limit
+    except (SyntaxError, ValueError) as e:  # ValueError: NUL bytes, int digit limit, lone surrogates
         if "digits" in str(e):
             raise _Invalid(InvalidReason.ABSURD_INTEGER) from None
         raise _Invalid(InvalidReason.SYNTAX_ERROR) from None
     except (RecursionError, MemoryError):
         raise _Invalid(InvalidReason.SYNTAX_ERROR) from None
-    if not tree.body:
-        return None
+    if not tree.body:  # unreachable for a stripped line not starting with "#" and free of line breaks
+        raise _Invalid(InvalidReason.NOT_A_CALL)
     if len(tree.body) > 1:
         raise _Invalid(InvalidReason.MULTIPLE_STATEMENTS)
     stmt = tree.body[0]
@@ -130,6 +169,8 @@ def _parse_ast(line: str) -> Op | None:
         raise _Invalid(InvalidReason.NOT_A_CALL)
     call = stmt.value
     if not isinstance(call.func, ast.Name) or call.func.id not in FUNCTIONS:
+        raise _Invalid(InvalidReason.UNKNOWN_FUNCTION)
+    if line[: len(call.func.id)] != call.func.id:  # an NFKC look-alike (e.g. U+217C for "l") or "(name)(...)"
         raise _Invalid(InvalidReason.UNKNOWN_FUNCTION)
     if call.keywords:
         raise _Invalid(InvalidReason.KEYWORD_ARGUMENTS)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -62,11 +63,12 @@ class AnnotateStat(StrEnum):
     TOKENS_IN = "tokens_in"
     TOKENS_OUT = "tokens_out"
     GEN_TRUNCATED = "gen_truncated"  # finish_reason "length"; complete calls kept
-    GEN_FAILED = "gen_failed"  # transport error; the chunk keeps its text
+    GEN_FAILED = "gen_failed"  # request failed after the transport's retries; also gen_failed_<cause>
+    GEN_RETRIES = "gen_retries"  # further attempts the transport made (value: attempts - 1 per request)
     GEN_EMPTY = "gen_empty"  # the model answered nothing
     DOCS_ANNOTATED = "docs_annotated"
-    DOCS_FAILED = "docs_failed"  # every requested chunk of the document failed
-    BATCH_ERROR = "batch_error"  # generate() raised for a whole batch
+    DOCS_FAILED = "docs_failed"  # a chunk's request failed for good (e.g. HTTP 4xx): the document is not refined
+    BATCH_ERROR = "batch_error"  # generate() raised for a whole batch: the task fails
     METADATA_REPLACED = "refinex_metadata_replaced"  # metadata["refinex"] was not a dict; replaced
 
 
@@ -170,8 +172,27 @@ def make_refine_backend(
     return make_backend(kind, model or info.path, **kw)
 
 
+RETRYABLE_KEY = "retryable"
+"""``Generation.extra`` flag set by a transport whose retries for a transient fault (connection refused, timeout,
+HTTP 5xx / 429, malformed reply) ran out: the server is down or overloaded, not the request wrong."""
+
+ERROR_KIND_KEY = "error_kind"
+"""``Generation.extra`` key naming the cause of a failed request (``connection``, ``timeout``, ``http_5xx``,
+``http_4xx``, ...): counted as ``gen_failed_<cause>``."""
+
+
+class GenerationUnavailable(RuntimeError):
+    """The refine model could not answer (endpoint down after bounded retries, backend raised): the task fails
+    before any document of the batch is written, and datatrove reruns it on the next launch."""
+
+
+def _error_cause(gen: Generation) -> str:
+    kind = gen.extra.get(ERROR_KIND_KEY)
+    return kind if isinstance(kind, str) and kind.isidentifier() else "error"
+
+
 def _count_annotations(step: PipelineStep, annotations: Sequence[ChunkAnnotation]) -> bool:
-    """Update the chunk stats of one document; returns whether the document failed (every sent chunk failed)."""
+    """Update the chunk stats of one document; returns whether the document failed (a sent chunk failed)."""
     step.stat_update(AnnotateStat.CHUNKS, value=len(annotations), unit="doc")
     sent = failed = 0
     for a in annotations:
@@ -192,7 +213,7 @@ def _count_annotations(step: PipelineStep, annotations: Sequence[ChunkAnnotation
             step.stat_update(AnnotateStat.GEN_TRUNCATED)
         elif a.status == ChunkStatus.EMPTY:
             step.stat_update(AnnotateStat.GEN_EMPTY)
-    return sent > 0 and failed == sent
+    return failed > 0
 
 
 def store_annotations(doc: Document, annotations: Sequence[ChunkAnnotation], model_name: str) -> bool:
@@ -213,6 +234,8 @@ def store_annotations(doc: Document, annotations: Sequence[ChunkAnnotation], mod
     record["model"] = model_name  # type: ignore[typeddict-unknown-key]
     for chunk_record, a in zip(record["chunks"], annotations, strict=True):
         chunk_record["status"] = a.status.value  # type: ignore[typeddict-unknown-key]
+        if a.status == ChunkStatus.FAILED:
+            chunk_record["error"] = (a.error or "unknown error")[:500]  # type: ignore[typeddict-unknown-key]
     return replaced
 
 
@@ -226,13 +249,21 @@ class RefineModelAnnotator(PipelineStep):
 
     Every chunk is rendered with the core renderer (the one the training data used) and sent as one raw prompt
     (``render_prompt``, no chat template); decoding is greedy. Skipped chunks (one line over the window) and
-    whitespace-only chunks get no request and the program ``keep_all()``. A chunk whose generation failed gets
-    ``keep_all()`` with status ``failed``, so the document keeps its text. Documents are batched ``batch_size``
+    whitespace-only chunks get no request and the program ``keep_all()``. Documents are batched ``batch_size``
     at a time and all their chunks are generated in one backend call.
 
-    A document whose every requested chunk failed counts as ``docs_failed``. If every document of the task
-    failed, the step raises :class:`RuntimeError` at the end; an exception from the backend on the first batch
-    (a wrong model path, an unreachable server) is raised at once.
+    Failures (README "Failure contract"): a generation is never mistaken for a program.
+
+    * The transport retries transient faults with backoff (``gen_retries``). When a request still fails for a
+      transient cause (the endpoint is down or overloaded: ``Generation.extra["retryable"]``), or ``generate()``
+      raises, the step raises :class:`GenerationUnavailable` before forwarding any document of the batch: the
+      task fails, writes no completion mark, and the next launch (without ``--force``) runs it again.
+    * A request that fails for a reason retrying would not fix (e.g. HTTP 4xx) gives its chunk status
+      ``failed`` with the error text and the program ``keep_all()``; the document counts as ``docs_failed``,
+      and ``ProgramExecutor`` does not execute it (status ``generation_failed``), so it is never counted as
+      refined; ``FailedGenerationFilter`` sends it to its own output. Causes count as ``gen_failed_<cause>``.
+    * If every request of the first batch fails (a wrong model name), or every document of the task failed,
+      the step raises :class:`RuntimeError`.
 
     Args:
         model: a trained refine model folder (with ``refinex.json``, full model or LoRA adapter), a plain model
@@ -306,29 +337,58 @@ class RefineModelAnnotator(PipelineStep):
             kind = default_backend_kind()
         return make_refine_backend(kind, self.info, self.backend_kwargs)
 
-    def _generate(self, backend: LLMBackend, requests: list[Request], first: bool) -> list[Generation]:
+    def _where(self) -> str:
+        url = self.backend_kwargs.get("base_url") or getattr(self.backend, "base_url", None)
+        return f"refine model {self.model!r}" + (f" at {url}" if url else "")
+
+    def _generate(self, backend: LLMBackend, requests: list[Request], first: bool, rank: int) -> list[Generation]:
         if not requests:
             return []
         try:
             generations = backend.generate(requests, self.params)
         except Exception as exc:
-            if first:
-                raise RuntimeError(
-                    f"refine model {self.model!r}: the backend failed on the first batch ({type(exc).__name__}: "
-                    f"{exc}); check the model path, backend and server"
-                ) from exc
-            logger.warning(f"generate() raised for a batch of {len(requests)} requests: {exc!r}")
             self.stat_update(AnnotateStat.BATCH_ERROR)
-            return [Generation(text="", finish_reason="error", error=repr(exc)) for _ in requests]
+            where = "on the first batch" if first else f"mid-run (task {rank})"
+            raise GenerationUnavailable(
+                f"{self._where()}: the backend failed {where} ({type(exc).__name__}: {exc}); check the model path, "
+                "backend and server. No document of this batch was written; the task is not complete, rerun "
+                "to finish it"
+            ) from exc
         if len(generations) != len(requests):
-            logger.warning(f"backend returned {len(generations)} generations for {len(requests)} requests")
             self.stat_update(AnnotateStat.BATCH_ERROR)
-            return [Generation(text="", finish_reason="error", error="generation count mismatch") for _ in requests]
+            raise GenerationUnavailable(
+                f"{self._where()}: the backend returned {len(generations)} generations for {len(requests)} requests"
+            )
+        retries = sum(max(0, int(g.extra.get("attempts", 1) or 1) - 1) for g in generations)
+        if retries:
+            self.stat_update(AnnotateStat.GEN_RETRIES, value=retries)
+        failed = [g for g in generations if not g.ok]
+        for g in failed:
+            self.stat_update(f"{AnnotateStat.GEN_FAILED}_{_error_cause(g)}")
+        down = [g for g in failed if g.extra.get(RETRYABLE_KEY)]
+        if down:
+            causes = Counter(_error_cause(g) for g in down)
+            raise GenerationUnavailable(
+                f"{self._where()}: {len(down)} of {len(requests)} requests of a batch of task {rank} failed after "
+                f"bounded retries ({', '.join(f'{k}={v}' for k, v in sorted(causes.items()))}; last error: "
+                f"{down[-1].error}). No document of this batch was written; the task is not complete: rerun the "
+                "same command (without --force) to finish it"
+            )
+        if failed:
+            logger.warning(
+                f"{self._where()}: {len(failed)} of {len(requests)} requests failed for good ({failed[0].error}); "
+                "their documents are not refined (docs_failed, excluded as generation_failed)"
+            )
+        if first and failed and len(failed) == len(requests):
+            raise RuntimeError(
+                f"{self._where()}: every request of the first batch failed ({failed[0].error}); check the model "
+                "name, backend and server"
+            )
         return generations
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         backend = self._make_backend()
-        n_docs = n_failed = 0
+        n_docs = n_failed = n_sent = n_bad = 0
         first = True
         try:
             for batch in batched(data, self.batch_size):
@@ -340,8 +400,10 @@ class RefineModelAnnotator(PipelineStep):
                     plans.append((chunks, len(doc_requests)))
                     requests += doc_requests
                 with self.track_time(unit="batch"):
-                    generations = self._generate(backend, requests, first)
+                    generations = self._generate(backend, requests, first, rank)
                 first = first and not requests
+                n_sent += len(generations)
+                n_bad += sum(not g.ok for g in generations)
                 offset = 0
                 for doc, (chunks, n_req) in zip(batch, plans, strict=True):
                     self.stat_update(StatHints.total)
@@ -359,9 +421,9 @@ class RefineModelAnnotator(PipelineStep):
                     yield doc
         finally:
             backend.close()
-        if n_docs and n_failed == n_docs:
+        if n_sent and n_bad == n_sent:
             raise RuntimeError(
-                f"refine model {self.model!r}: generation failed for all {n_docs} documents of task {rank} "
+                f"refine model {self.model!r}: generation failed for all {n_failed} documents of task {rank} "
                 "(see gen_failed and the log); a wrong model, backend or server, not bad data"
             )
 
@@ -418,7 +480,8 @@ class AnnotateRollout:
             result = await generate(_payload(request, self.max_tokens))
         except InferenceError as exc:
             logger.warning(f"refine request failed: {exc.error}")
-            return Generation(text="", finish_reason="error", error=str(exc.error))
+            return Generation(text="", finish_reason="error", error=str(exc.error),
+                              extra={ERROR_KIND_KEY: "inference_error"})
         return _to_generation(result)
 
     async def __call__(self, document: Document, generate: Any, **_context: Any) -> dict[str, int]:
@@ -472,6 +535,7 @@ __all__ = [
     "PROGRAM_SOURCE",
     "AnnotateRollout",
     "AnnotateStat",
+    "GenerationUnavailable",
     "RefineModelAnnotator",
     "RefineModelInfo",
     "make_annotate_rollout",

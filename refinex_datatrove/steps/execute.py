@@ -18,6 +18,7 @@ from refinex_datatrove.metadata import (
     read_chunk_programs,
 )
 from refinex_datatrove.program import ExecPolicy, execute_document
+from refinex_datatrove.steps.failed import generation_failed
 
 
 class ExecStat(StrEnum):
@@ -41,14 +42,17 @@ class ProgramExecutor(PipelineStep):
     Reads ``doc.metadata["refinex"]["program"]``. Writes ``doc.text``, ``doc.metadata["refinex"]["exec"]`` and,
     with ``keep_original=True``, ``doc.metadata["refinex"]["original_text"]`` (see :mod:`refinex_datatrove.metadata`).
 
-    Every document is forwarded; this step never drops (``QualityFilter`` does). A document without a program,
+    Every document is forwarded; this step never drops (``QualityFilter`` does). A document whose program has a
+    chunk with status ``failed`` (the refine model could not answer) is not executed (``generation_failed``: no
+    call counts as applied). A document without a program,
     with malformed program metadata, or whose line count differs from the program's passes with its text
     unchanged and a named stat (``no_program``, ``malformed_program_<reason>``, ``program_mismatch``). A document
     whose ``exec`` status is already ``executed`` is not executed twice (``already_executed``).
 
     Args:
         policy: what to do with chunks holding invalid calls (default: skip only the invalid calls).
-        keep_original: store the text before execution in ``original_text`` when the program changed it.
+        keep_original: store the text before execution in ``original_text`` when the program changed it (a
+            document the program emptied keeps it whatever this says).
     """
 
     name = "🧹 RefineX execute"
@@ -87,6 +91,11 @@ class ProgramExecutor(PipelineStep):
         if isinstance(previous, dict) and previous.get("status") == ExecStatus.EXECUTED:
             self.stat_update(ExecStat.ALREADY_EXECUTED)
             return False
+        if generation_failed(meta):  # no program for some chunk: the document is not refined, keep_all is no call
+            self.stat_update(ExecStatus.GENERATION_FAILED)
+            meta["exec"] = exec_record(ExecStatus.GENERATION_FAILED, chars_before=len(text),
+                                       reason="a chunk's program could not be generated (chunk status 'failed')")
+            return False
         try:
             programs = read_chunk_programs(meta, n_doc_lines=text.count("\n") + 1)
         except MalformedProgramMetadata as e:
@@ -118,8 +127,8 @@ class ProgramExecutor(PipelineStep):
         )
         if result.text == text:
             return False
-        if self.keep_original and meta["original_text"] is None:
-            meta["original_text"] = text
+        if (self.keep_original or not result.text.strip()) and meta["original_text"] is None:
+            meta["original_text"] = text  # an emptied document keeps it anyway: its exclusion can be audited
         doc.text = result.text
         return True
 

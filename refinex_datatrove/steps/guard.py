@@ -202,6 +202,8 @@ class GuardedJsonlReader(JsonlReader):
         self._objects += 1
         if not self.custom_adapter and data.get(self.text_key) is None:
             self._missing_text += 1
+            if self.text_key in data:
+                raise _Excluded(ReadStat.MISSING_TEXT, f"{self.text_key!r} is null")
             raise _Excluded(ReadStat.MISSING_TEXT, f"no {self.text_key!r}; keys: {sorted(data)[:20]}")
         id_missing = not self.custom_adapter and data.get(self.id_key) in (None, "")
         try:

@@ -104,3 +104,14 @@ def test_module_entry_point_and_refinex_console_script(tmp_path):
     )
     assert proc.returncode == 2
     assert b"does not exist" in proc.stderr
+
+
+def test_an_invented_clause_cut_into_short_spans_is_rejected_as_inserted_text(tmp_path, capsys):
+    """The alignment matches stray letters of the deleted line inside the invented clause, so no single insert
+    span reaches 20 characters; the run of new text (tiny matched islands included) does."""
+    a = write(tmp_path, "a.txt", "Keep this line.\nDrop this line.")
+    b = write(tmp_path, "b.txt", "Keep this line, and a brand new clause the expert invented.")
+    rc = run_distill(ns(a, b))
+    out, err = capsys.readouterr()
+    assert rc == EXIT_REJECTED and out == ""
+    assert "inserted_text" in err and "brand new clause" in err

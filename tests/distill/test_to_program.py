@@ -387,3 +387,54 @@ def test_any_rewrite_rejects_with_a_reason_or_round_trips(data, window):
         assert res.max_rewrite_span < 20
     else:
         assert isinstance(res.rejection, RejectReason) and res.detail
+
+
+# ---- an expert that writes new text ------------------------------------------------------------------------------
+
+CLAUSES = (
+    ", and a brand new clause the expert invented",
+    " This sentence was written by the expert.",
+    " (according to sources the editor made up)",
+    "; moreover the city will host the event again next year",
+    " Read more about it in our weekly newsletter.",
+    "the expert invented this",
+)
+
+
+def _bundled_rewrites() -> list[tuple[str, str, str]]:
+    """(id, original, rewrite) for the bundled WCXB excerpts: the rewrite keeps the lines labelled main content."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "data" / "demo_web.jsonl"
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        doc = json.loads(line)
+        lines = doc["text"].split("\n")
+        out.append((doc["id"], doc["text"], "\n".join(x for x, k in zip(lines, doc["keep"], strict=True) if k)))
+    return out
+
+
+def test_invented_clauses_spliced_into_real_rewrites_at_random_places_are_rejected():
+    import random
+
+    rng = random.Random(20250703)
+    checked = 0
+    for doc_id, original, rewrite in _bundled_rewrites():
+        if not distill_program(original, rewrite).ok:  # e.g. too few deleted characters: nothing to test here
+            continue
+        for _ in range(4):
+            clause, pos = rng.choice(CLAUSES), rng.randrange(len(rewrite) + 1)
+            res = distill_program(original, rewrite[:pos] + clause + rewrite[pos:])
+            assert res.rejection in (RejectReason.INSERTION_TOO_LONG, RejectReason.INSERTED_TEXT), (
+                doc_id, pos, clause, res.rejection, res.detail)
+            checked += 1
+    assert checked >= 100
+
+
+def test_short_kept_lines_between_deleted_lines_are_carried_over_not_inserted():
+    original = "\n".join(f"{i}\nnavigation link number {i}" for i in range(1, 16))
+    rewrite = "\n".join(str(i) for i in range(1, 16))  # 1..15 kept, every other line deleted
+    res = distill_program(original, rewrite)
+    assert res.ok, (res.rejection, res.detail)
+    assert res.max_inserted_run == 0

@@ -148,3 +148,11 @@ def test_report_doc_from_datatrove_records():
     expanded = {"id": "e", "text": "t", "refinex": {"original_text": "tt", "exec": None, "program": None}}
     assert report_doc(expanded)["text"] == "tt"
     assert HOSTILE_TEXT  # the shared fixture module imports cleanly
+
+
+def test_a_length_bomb_gets_the_executors_verdict_in_the_report():
+    text = "Menu\nReal text.\nFooter"
+    bomb = "remove_lines(1, " + "1+" * 100_000 + "1)"
+    result, calls = attribute_calls(text, [ChunkProgram(Chunk(0, 3), f"remove_lines(1, 1)\n{bomb}")])
+    assert result.invalid == {"line_too_long": 1}
+    assert [c.status for c in calls] == ["applied", "invalid: line_too_long"]

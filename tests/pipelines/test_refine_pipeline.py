@@ -72,7 +72,8 @@ def test_dryrun_local_yaml(tmp_path, capsys):
     steps = [m.group(1) for m in re.finditer(r"^\s+\d+\. (.*)$", out, flags=re.M)]
     assert [s.split(": ", 1)[-1] for s in steps] == [
         "🛡️ Jsonl (guarded)", "👯 Gopher Repetition", "🥇 Gopher Quality", "⛰ C4 Quality", "🍷 FineWeb Quality",
-        "🏷️ RefineX annotate", "🧹 RefineX execute", "🧽 RefineX quality", "🐿 Jsonl",
+        "🏷️ RefineX annotate", "🚧 RefineX generation failed", "🧹 RefineX execute", "🧽 RefineX quality",
+        "🐿 Jsonl",
     ]
     assert "LocalPipelineExecutor" in out and "model: some-org/refiner" in out
     assert not (tmp_path / "logs").exists()  # nothing ran
@@ -147,6 +148,11 @@ def test_local_run_filters_annotates_executes_and_writes(tmp_path, fmt, capsys):
     assert {r["id"] for r in excluded["3_gopher_repetition"]} == {"dup"}
     assert {r["id"] for r in excluded["7_refinex_quality"]} == {"all-nav"}  # the model deleted every line
     assert excluded["7_refinex_quality"][0]["metadata"]["filter_reason"] == "refinex_empty"
+    # an emptied document keeps its text (empty, but present) and the text it had, to audit or restore it
+    # (refine.yaml does not ask for keep_original)
+    emptied = excluded["7_refinex_quality"][0]
+    assert emptied["text"] == ""
+    assert emptied["metadata"][META_KEY]["original_text"] == next(d["text"] for d in docs if d["id"] == "all-nav")
     originals = {d["id"]: d["text"] for d in docs}
     assert sorted(r["id"] for r in out) == [f"web-{i}" for i in range(6)]
     for row in out:
@@ -342,4 +348,6 @@ def test_two_stage_rejects_an_adapter_and_merge_makes_a_servable_folder(tmp_path
     assert runner.config.model_name_or_path == merged
     assert runner.config.use_chat is False  # raw prompts go to the completions endpoint, no chat template
     assert runner.rollout_fn.window == 300 and runner.rollout_fn.model_name == "merged"
-    assert [type(s).__name__ for s in stage2] == ["JsonlReader", "ProgramExecutor", "QualityFilter", "JsonlWriter"]
+    assert [type(s).__name__ for s in stage2] == [
+        "JsonlReader", "FailedGenerationFilter", "ProgramExecutor", "QualityFilter", "JsonlWriter"
+    ]

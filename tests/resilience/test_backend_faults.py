@@ -17,7 +17,7 @@ from datatrove.data import Document
 
 from refinex_datatrove.annotate import ChunkStatus
 from refinex_datatrove.metadata import META_KEY
-from refinex_datatrove.steps.annotate import AnnotateStat, RefineModelAnnotator
+from refinex_datatrove.steps.annotate import AnnotateStat, GenerationUnavailable, RefineModelAnnotator
 from refinex_datatrove.steps.execute import ProgramExecutor
 from tests.fake_openai_server import FakeOpenAIServer, Reply
 from tests.resilience.scripted_models import prompt_rows
@@ -120,26 +120,69 @@ def test_transient_faults_are_retried_and_the_result_is_unchanged():
     assert step.stats[AnnotateStat.DOCS_ANNOTATED].total == len(docs)
 
 
-@pytest.mark.parametrize("marker", sorted(FAULTS))
-def test_a_persistent_fault_fails_only_its_document_after_bounded_retries(marker):
+CAUSES = {"ALWAYS429": "http_429", "ALWAYS500": "http_5xx", "ALWAYSDROP": "connection", "ALWAYSBAD": "malformed",
+          "ALWAYSSLOW": "timeout", "ALWAYSNOCHOICES": "malformed"}
+
+
+@pytest.mark.parametrize("marker", sorted(RETRIED))
+def test_a_persistent_transient_fault_fails_the_task_after_bounded_retries(marker):
+    """Failure contract: retries exhausted on a transient fault mean the endpoint is down, not that the document
+    needs no edit: the task stops before forwarding the failing batch, so no unrefined document is written."""
     docs = make_docs(5, markers={2: marker})
     originals = {d.id: d.text for d in docs}
     with FakeOpenAIServer(script=refine_script) as server:
-        step = annotator(server.url)
-        out = refine(step, docs)  # the task finishes: no exception
+        step = annotator(server.url, batch_size=1)
+        out = []
+        with pytest.raises(GenerationUnavailable, match=CAUSES[marker]) as info:
+            out.extend(ProgramExecutor().run(step.run(iter(docs))))
         attempts = attempts_with(server, marker)
-    assert attempts == (MAX_RETRIES + 1 if marker in RETRIED else 1)
+        assert server.url in str(info.value) and "rerun" in str(info.value)
+    assert attempts == MAX_RETRIES + 1
+    assert [d.id for d in out] == ["d0", "d1"]  # refined before the fault; nothing of the failing batch
+    assert all(d.text == expected(originals[d.id]) for d in out)
+    assert step.stats[f"gen_failed_{CAUSES[marker]}"].total == 1
+    assert step.stats[AnnotateStat.GEN_RETRIES].total >= MAX_RETRIES
+
+
+def test_a_request_the_server_rejects_fails_only_its_document_which_is_not_refined():
+    """A 4xx is not retried and retrying later would not help: the document keeps its text, carries the error,
+    is not executed (no keep_all counted as applied) and the filter sends it to its own output."""
+    from refinex_datatrove.steps.failed import FailedGenerationFilter
+
+    docs = make_docs(5, markers={2: "ALWAYS400"})
+    originals = {d.id: d.text for d in docs}
+    with FakeOpenAIServer(script=refine_script) as server:
+        step = annotator(server.url)
+        executor = ProgramExecutor()
+        out = list(executor.run(step.run(iter(docs))))
+        assert attempts_with(server, "ALWAYS400") == 1
     by_id = {d.id: d for d in out}
-    assert set(by_id) == set(originals)
     failed = by_id["d2"]
-    assert failed.text == originals["d2"]  # keeps its text
-    chunks = failed.metadata[META_KEY]["program"]["chunks"]
-    assert [c["status"] for c in chunks] == [ChunkStatus.FAILED]
-    assert failed.metadata[META_KEY]["exec"]["chars_removed"] == 0
+    assert failed.text == originals["d2"]
+    (chunk,) = failed.metadata[META_KEY]["program"]["chunks"]
+    assert chunk["status"] == ChunkStatus.FAILED and "prompt too long" in chunk["error"]
+    assert failed.metadata[META_KEY]["exec"]["status"] == "generation_failed"
+    assert "applied" not in failed.metadata[META_KEY]["exec"] or not failed.metadata[META_KEY]["exec"]["applied"]
     for doc_id in ("d0", "d1", "d3", "d4"):
         assert by_id[doc_id].text == expected(originals[doc_id])
     assert step.stats[AnnotateStat.GEN_FAILED].total == 1
+    assert step.stats["gen_failed_http_4xx"].total == 1
     assert step.stats[AnnotateStat.DOCS_FAILED].total == 1
+    assert executor.stats["generation_failed"].total == 1
+    assert "applied_keep_all" not in executor.stats.stats  # nothing was applied to d2 (the others have edits)
+    kept = [d.id for d in FailedGenerationFilter().run(iter(out))]
+    assert kept == ["d0", "d1", "d3", "d4"]
+
+
+def test_retried_requests_are_counted():
+    docs = make_docs(3)
+    with FakeOpenAIServer(script=refine_script) as server:
+        server.inject(Reply(status=503), Reply(drop=True))
+        step = annotator(server.url, batch_size=8)
+        out = refine(step, docs)
+    assert [d.text for d in out] == [expected(d.text) for d in docs]
+    assert step.stats[AnnotateStat.GEN_RETRIES].total == 2
+    assert step.stats[AnnotateStat.GEN_FAILED].total == 0
 
 
 def test_truncated_generation_keeps_its_complete_calls():
@@ -160,7 +203,7 @@ def test_every_document_failing_raises_with_a_clear_message():
     docs = make_docs(4, markers=dict.fromkeys(range(4), "ALWAYS500"))
     with FakeOpenAIServer(script=refine_script) as server:
         step = annotator(server.url)
-        with pytest.raises(RuntimeError, match=r"generation failed for all 4 documents"):
+        with pytest.raises(GenerationUnavailable, match=r"4 of 4 requests .* failed after bounded retries"):
             refine(step, docs)
         assert len(server.completion_requests) == 4 * (MAX_RETRIES + 1)
 
@@ -178,7 +221,7 @@ def test_dead_server_fails_the_first_shard():
     with FakeOpenAIServer(script=refine_script) as server:
         url = server.url
     step = annotator(url, max_retries=1)  # nothing listens there any more: connection refused
-    with pytest.raises(RuntimeError, match="generation failed for all"):
+    with pytest.raises(GenerationUnavailable, match=r"connection=2.*Connect"):
         refine(step, make_docs(2))
 
 

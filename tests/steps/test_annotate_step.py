@@ -21,7 +21,7 @@ from refinex_datatrove.program import (
     render_chunk,
     render_prompt,
 )
-from refinex_datatrove.steps.annotate import AnnotateStat, RefineModelAnnotator
+from refinex_datatrove.steps.annotate import AnnotateStat, GenerationUnavailable, RefineModelAnnotator
 from refinex_datatrove.steps.execute import ProgramExecutor
 
 
@@ -145,7 +145,7 @@ def test_failed_and_truncated_chunks_are_counted_and_failed_chunks_keep_their_te
 def test_every_document_failing_raises():
     docs = [make_doc(i, extra="FAIL here") for i in range(3)]
     step = RefineModelAnnotator(model="m", backend=ScriptedBackend(nav_remover))
-    with pytest.raises(RuntimeError, match="failed for all 3 documents"):
+    with pytest.raises(RuntimeError, match="every request of the first batch failed"):
         run_step(step, docs)
 
 
@@ -161,7 +161,10 @@ def test_backend_exception_on_first_batch_fails_fast():
     assert backend.closed
 
 
-def test_later_batch_exception_counts_and_keeps_going():
+def test_later_batch_exception_fails_the_task_before_writing_its_batch():
+    """Failure contract: a backend that raises mid-run is not a document-level fault; nothing of that batch is
+    forwarded (so nothing unrefined reaches the writer) and the task fails, to be rerun."""
+
     class FlakySecond(ScriptedBackend):
         def generate(self, requests, params):
             if self.calls == 1:
@@ -170,8 +173,11 @@ def test_later_batch_exception_counts_and_keeps_going():
             return super().generate(requests, params)
 
     step = RefineModelAnnotator(model="m", backend=FlakySecond(nav_remover), batch_size=1)
-    out = run_step(step, [make_doc(0), make_doc(1), make_doc(2)])
-    assert [d.metadata[META_KEY]["program"]["chunks"][0]["status"] for d in out] == ["ok", "failed", "ok"]
+    out = []
+    with pytest.raises(GenerationUnavailable, match=r"server went away.*rerun"):
+        out.extend(step.run(iter([make_doc(0), make_doc(1), make_doc(2)])))
+    assert [d.id for d in out] == ["doc-0"]
+    assert out[0].metadata[META_KEY]["program"]["chunks"][0]["status"] == "ok"
     assert step.stats[AnnotateStat.BATCH_ERROR].total == 1
 
 

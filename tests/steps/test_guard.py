@@ -88,6 +88,9 @@ def test_every_line_is_a_document_or_an_excluded_record(tmp_path, compress):
     assert reasons == sorted(r.value for _, r in BAD)
     latin = next(r for r in excluded if r["metadata"][GUARD_KEY]["reason"] == ReadStat.BAD_ENCODING)
     assert latin["text"] == '{"id": "bytes", "text": "caf\\xe9 latin-1"}'  # the raw line, bad byte escaped
+    errors = {r["text"]: r["metadata"][GUARD_KEY]["error"] for r in excluded}
+    assert errors['{"id": "nul", "text": null}'] == "'text' is null"  # not "no 'text'; keys: ['id', 'text']"
+    assert errors['{"id": "nt", "content": "wrong key"}'] == "no 'text'; keys: ['content', 'id']"
 
 
 def test_datatrove_jsonl_reader_loses_what_the_guard_keeps(tmp_path):
