@@ -708,7 +708,7 @@ def run_fuzz(n_programs: int = 100_000, seed: int = 0, *, max_failures: int = 20
             Tripwire.armed = True
             try:
                 problems = [p for cp in programs for p in check_parse(cp.program)]
-                res = execute_document(text, programs, policy)
+                res = execute_document(text, programs, policy, spans=True)
             except BaseException as e:  # a crash of any kind is what we are looking for
                 Tripwire.armed = False
                 if isinstance(e, KeyboardInterrupt):

@@ -86,6 +86,8 @@ class ExecResult:
         lines_removed: document lines deleted whole.
         chars_removed: ``len(original) - len(text)``.
         deleted_spans: merged ``[start, end)`` character offsets into the original; deleting them gives ``text``.
+            Filled only when :func:`execute_document` is called with ``spans=True`` (the report needs them, the
+            pipeline does not); empty otherwise.
     """
 
     text: str
@@ -115,10 +117,18 @@ def whole_document(text: str, program: str) -> list[ChunkProgram]:
 
 
 def execute_document(
-    text: str, programs: Sequence[ChunkProgram], policy: ExecPolicy | None = None
+    text: str, programs: Sequence[ChunkProgram], policy: ExecPolicy | None = None, *, spans: bool = False
 ) -> ExecResult:
     """Apply the chunk programs to ``text``; see the module docstring for the semantics. Never raises on
-    any program text."""
+    any program text.
+
+    Args:
+        text: the document.
+        programs: one program per chunk.
+        policy: what chunks with invalid calls do (default :class:`ExecPolicy`).
+        spans: also compute :attr:`ExecResult.deleted_spans` (character offsets of every deletion, for the
+            report); off by default, since the bookkeeping costs more than the execution itself.
+    """
     policy = policy or ExecPolicy()
     lines = text.split("\n")
     n_doc = len(lines)
@@ -183,11 +193,25 @@ def execute_document(
         skipped={str(k): v for k, v in skipped.items() if v},
         invalid=dict(invalid),
     )
-    if not str_edits and not any(removed):
+    if not str_edits and 1 not in removed:
+        return result
+
+    if not spans:
+        new_lines = lines
+        if str_edits:
+            new_lines = list(lines)
+            for idx, intervals in str_edits.items():
+                if not removed[idx]:
+                    line = lines[idx]
+                    new_lines[idx] = "".join(line[a:b] for a, b in _complement(merge_spans(intervals), len(line)))
+        n_removed = removed.count(1)
+        result.text = "\n".join(compress(new_lines, removed.translate(_FLIP))) if n_removed else "\n".join(new_lines)
+        result.lines_removed = n_removed
+        result.chars_removed = len(text) - len(result.text)
         return result
 
     starts = [0, *accumulate(len(line) + 1 for line in lines)]
-    spans: list[tuple[int, int]] = []
+    deleted: list[tuple[int, int]] = []
     new_lines = lines
     if str_edits:
         new_lines = list(lines)
@@ -197,7 +221,7 @@ def execute_document(
             merged = merge_spans(intervals)
             line = lines[idx]
             new_lines[idx] = "".join(line[a:b] for a, b in _complement(merged, len(line)))
-            spans.extend((starts[idx] + a, starts[idx] + b) for a, b in merged)
+            deleted.extend((starts[idx] + a, starts[idx] + b) for a, b in merged)
     last_kept = removed.rfind(b"\x00")
     n_removed = 0
     idx = removed.find(b"\x01")
@@ -205,15 +229,15 @@ def execute_document(
         n_removed += 1
         line_start, line_end = starts[idx], starts[idx] + len(lines[idx])
         if idx < last_kept:
-            spans.append((line_start, line_end + 1))  # the line and the break after it
+            deleted.append((line_start, line_end + 1))  # the line and the break after it
         else:
-            spans.append((max(line_start - 1, 0), line_end))  # the break before it, if any
+            deleted.append((max(line_start - 1, 0), line_end))  # the break before it, if any
         idx = removed.find(b"\x01", idx + 1)
     keep_mask = removed.translate(_FLIP)
     result.text = "\n".join(compress(new_lines, keep_mask))
     result.lines_removed = n_removed
     result.chars_removed = len(text) - len(result.text)
-    result.deleted_spans = merge_spans(spans)
+    result.deleted_spans = merge_spans(deleted)
     return result
 
 
