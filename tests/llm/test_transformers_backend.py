@@ -364,8 +364,8 @@ def test_decoding_in_rounds_drops_finished_rows_and_gives_the_same_tokens(tiny_m
         Request(prompt="word " * (i % 5) + f"[1] line {i}", max_tokens=(3 + i) if i % 3 == 1 else None)
         for i in range(12)
     ]
-    one_call = TransformersBackend(tiny_model_dir, batch_size=12, decode_round=None, dtype="float32")
-    rounds = TransformersBackend(tiny_model_dir, batch_size=12, decode_round=1, dtype="float32")
+    one_call = TransformersBackend(tiny_model_dir, batch_size=12, decode_round=None, dtype="float32", max_padding=None)
+    rounds = TransformersBackend(tiny_model_dir, batch_size=12, decode_round=1, dtype="float32", max_padding=None)
     tok = one_call.tokenizer
     chain = [t for w in ("remove", "_lines", "(", "1", ",", " 2", ")", "keep") for t in ids(tok, w)]
     stop = tok.decode(chain[4:6])
@@ -433,3 +433,19 @@ def test_threads_from_cores_workers_and_load() -> None:
     assert default_num_threads(8, cores=4, load=0.0) == 1
     with pytest.raises(ValueError):
         default_num_threads(0)
+
+
+def test_length_batches_bound_padding() -> None:
+    from refinex_datatrove.llm.transformers_backend import length_batches
+
+    lengths = [100, 98, 97, 60, 59, 58, 57, 20]
+    assert length_batches(lengths, 8, None) == [8]
+    assert length_batches(lengths, 3, None) == [3, 3, 2]
+    sizes = length_batches(lengths, 8, 0.1)
+    assert sizes == [3, 4, 1] and sum(sizes) == len(lengths)
+    start = 0
+    for size in sizes:
+        rows = lengths[start : start + size]
+        assert len(rows) * rows[0] <= 1.1 * sum(rows)
+        start += size
+    assert length_batches([], 8) == []
