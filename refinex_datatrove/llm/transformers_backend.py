@@ -73,7 +73,7 @@ def cpu_bf16_support(cpuinfo: str | None = None) -> bool:
         import torch
 
         return "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper()
-    except Exception:  # pragma: no cover - torch without the query
+    except (ImportError, AttributeError, RuntimeError):  # pragma: no cover - torch without the query
         return False
 
 

@@ -11,7 +11,7 @@ import pytest
 from datatrove.data import Document
 
 from refinex_datatrove.annotate import ChunkStatus
-from refinex_datatrove.llm.base import Generation
+from refinex_datatrove.llm.base import Generation, Request
 from refinex_datatrove.llm.scripted import ScriptedBackend, request_text
 from refinex_datatrove.metadata import META_KEY, read_chunk_programs
 from refinex_datatrove.program import (
@@ -303,6 +303,8 @@ def _nav_program(prompt: str) -> str | Generation:
 def test_rollout_with_a_fake_generate_stores_the_same_record_as_the_step():
     import asyncio
 
+    from refinex_datatrove.annotate import chunk_max_tokens
+
     from datatrove.pipeline.inference.types import InferenceError, InferenceResult
 
     from refinex_datatrove.steps.annotate import make_annotate_rollout
@@ -331,7 +333,9 @@ def test_rollout_with_a_fake_generate_stores_the_same_record_as_the_step():
     assert summary["failed"] == 1 == sum(c["status"] == "failed" for c in record["chunks"])
     assert summary["prompt_tokens"] == 11 * (summary["requests"] - 1)
     for p in payloads:
-        assert p["max_tokens"] == 64 and p["temperature"] == 0.0 and "messages" not in p
+        n_lines = len(chunk_lines_of(Request(prompt=p["prompt"])))
+        assert p["max_tokens"] == chunk_max_tokens(n_lines, 64) <= 64  # bounded by the chunk's line count
+        assert p["temperature"] == 0.0 and "messages" not in p
         assert p["structured_outputs"]["regex"].startswith("(keep_all")
 
     # the inline step with the same window writes the same programs
