@@ -63,12 +63,13 @@ SETTINGS: dict[str, dict[str, Any]] = {
 # ------------------------------------------------------------------------------------------------ one run
 
 
-def _corpus(name: str, dev_docs: int, pairs: str) -> tuple[list[dict[str, Any]], list[Any]]:
+def _corpus(name: str, dev_docs: int, pairs: str, demo_docs: int = 0) -> tuple[list[dict[str, Any]], list[Any]]:
     """(records with id/text, gold) of a corpus."""
     from refinex_datatrove.eval.metrics import load_gold
 
     if name == "demo":
         rows = [json.loads(line) for line in DEMO.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = rows[:demo_docs] if demo_docs else rows
         return [{"id": r["id"], "text": r["text"]} for r in rows], load_gold(rows, text_key="text")
     from refinex_datatrove.train.wcxb import sample_dev_pairs
 
@@ -97,14 +98,14 @@ def _annotator(setting: dict[str, Any]) -> Any:
     return RefineModelAnnotator(backend="transformers", backend_kwargs=backend_kwargs, **setting["annotate"])
 
 
-def worker(name: str, corpus: str, dev_docs: int, pairs: str) -> dict[str, Any]:
+def worker(name: str, corpus: str, dev_docs: int, pairs: str, demo_docs: int = 0) -> dict[str, Any]:
     """Refine one corpus with one setting in this process; returns the figures as a dict."""
     from datatrove.data import Document
 
     from refinex_datatrove.eval.metrics import evaluate
     from refinex_datatrove.train.wcxb import execute_annotated
 
-    records, gold = _corpus(corpus, dev_docs, pairs)
+    records, gold = _corpus(corpus, dev_docs, pairs, demo_docs)
     annotate = _annotator(SETTINGS[name])
     backend = annotate._make_backend()
     t = time.perf_counter()
@@ -157,7 +158,7 @@ def _run(name: str, corpus: str, args: argparse.Namespace) -> dict[str, Any]:
     if SETTINGS[name].get("cli"):
         env["OMP_WAIT_POLICY"] = "PASSIVE"  # what refinex refine sets before torch loads
     cmd = [sys.executable, __file__, "--worker", name, "--corpora", corpus, "--dev-docs", str(args.dev_docs),
-           "--pairs", args.pairs]
+           "--demo-docs", str(args.demo_docs), "--pairs", args.pairs]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
@@ -176,13 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpora", default="demo,dev", help="demo and/or dev (default: %(default)s)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions (default: %(default)s)")
     parser.add_argument("--dev-docs", type=int, default=40, help="dev documents, seeded sample (0: all eligible)")
+    parser.add_argument("--demo-docs", type=int, default=0, help="first N demo documents (0: all 36)")
     parser.add_argument("--pairs", default=DEV_PAIRS, help="WCXB pairs.jsonl.gz (default: %(default)s)")
     parser.add_argument("--json", help="write every run's figures here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
-        print(json.dumps(worker(args.worker, args.corpora, args.dev_docs, args.pairs)))
+        print(json.dumps(worker(args.worker, args.corpora, args.dev_docs, args.pairs, args.demo_docs)))
         return 0
     names = [s.strip() for s in args.settings.split(",") if s.strip()]
     unknown = [n for n in names if n not in SETTINGS]
