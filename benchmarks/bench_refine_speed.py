@@ -13,7 +13,7 @@ Settings:
   longest row ends), 512 tokens per program.
 * ``demo-before``: the same with ``--max-new-tokens 128``, which ``make demo`` used to pass.
 * ``default``: ``refinex refine IN OUT`` now, with no flags (:func:`refinex_datatrove.refine_cli.build_config`):
-  bfloat16 where the CPU has it, threads from the cores and their load, ``OMP_WAIT_POLICY=PASSIVE``, batches
+  bfloat16 where the CPU has it, the cores as torch threads with ``OMP_WAIT_POLICY=PASSIVE``, batches
   closed at 10 % padding, decoding in rounds that drop finished rows, each chunk's program bounded by its line
   count.
 * ``default-1t`` / ``default-2t``: the default with 1 or 2 torch threads forced (threads measured loaded/idle).

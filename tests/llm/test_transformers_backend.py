@@ -424,13 +424,17 @@ def test_bfloat16_only_where_the_cpu_has_it(tiny_model_dir: str) -> None:
 def test_threads_from_cores_workers_and_load() -> None:
     from refinex_datatrove.llm.transformers_backend import default_num_threads
 
-    assert default_num_threads(1, cores=2, load=0.0) == 2
-    assert default_num_threads(1, cores=2, load=1.6) == 1  # another program keeps one core busy
-    assert default_num_threads(1, cores=2, load=8.0) == 1
-    assert default_num_threads(2, cores=2, load=0.0) == 1
-    assert default_num_threads(4, cores=16, load=0.0) == 4
-    assert default_num_threads(4, cores=16, load=8.0) == 2
-    assert default_num_threads(8, cores=4, load=0.0) == 1
+    spin = {"passive": False}
+    assert default_num_threads(1, cores=2, load=0.0, **spin) == 2
+    assert default_num_threads(1, cores=2, load=1.6, **spin) == 1  # another program keeps one core busy
+    assert default_num_threads(1, cores=2, load=8.0, **spin) == 1
+    assert default_num_threads(2, cores=2, load=0.0, **spin) == 1
+    assert default_num_threads(4, cores=16, load=0.0, **spin) == 4
+    assert default_num_threads(4, cores=16, load=8.0, **spin) == 2
+    assert default_num_threads(8, cores=4, load=0.0, **spin) == 1
+    # waiting threads that sleep instead of spinning: the cores are split whatever the load
+    assert default_num_threads(1, cores=2, load=8.0, passive=True) == 2
+    assert default_num_threads(4, cores=16, load=8.0, passive=True) == 4
     with pytest.raises(ValueError):
         default_num_threads(0)
 
