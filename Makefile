@@ -30,12 +30,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	@$(MAKE) --no-print-directory demo-run
 
-# the demo without the install step (benchmarks/time_demo.sh times this). --force: a rerun runs everything
-# again. --max-new-tokens 128: a 1,200-character chunk's program needs at most ~120 tokens (99.9 % of the
-# training programs), and on the CPU a batch lasts as long as its longest generation
+# the demo without the install step (benchmarks/time_demo.sh times this): `refinex refine` with its defaults
+# (bfloat16 where the CPU has it, threads from the cores, programs bounded by their chunk's line count);
+# --force: a rerun runs everything again
 demo-run:
-	HF_HUB_OFFLINE=1 $(PY) -m refinex_datatrove.cli refine $(DEMO_DATA) $(DEMO_OUT) --force \
-		--backend transformers --tasks 1 --workers 1 --max-new-tokens 128 $(DEMO_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m refinex_datatrove.cli refine $(DEMO_DATA) $(DEMO_OUT) --force $(DEMO_ARGS)
 	HF_HUB_OFFLINE=1 $(PY) -m refinex_datatrove.cli eval --refined $(DEMO_OUT)/refined --gold $(DEMO_DATA) \
 		--text-key text
 

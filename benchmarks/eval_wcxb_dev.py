@@ -22,9 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", required=True, help="WCXB pairs.jsonl.gz")
     parser.add_argument("--docs", type=int, default=40, help="dev documents to sample (0 = all)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: from the cores and load)")
+    parser.add_argument("--dtype", default=None, help="float32 / bfloat16 (default: bfloat16 where the CPU has it)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--max-new-tokens", type=int, default=512,
+                        help="bound per program, as refinex refine (each chunk also bounded by its line count)")
     parser.add_argument("--json", help="write the full result (with per-doc counts) here")
     parser.add_argument("--programs-out", help="write the annotated documents (chunk programs) here, as JSON Lines")
     args = parser.parse_args(argv)
@@ -39,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         args.model,
         n_docs=args.docs or None,
         seed=args.seed,
-        backend_kwargs={"num_threads": args.threads},
+        backend_kwargs={
+            k: v for k, v in (("num_threads", args.threads), ("dtype", args.dtype)) if v is not None
+        },
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
         programs_out=args.programs_out,

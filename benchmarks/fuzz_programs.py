@@ -828,7 +828,7 @@ def run_fuzz(n_programs: int = 100_000, seed: int = 0, *, max_failures: int = 20
                     report.bomb_peak_bytes = max(report.bomb_peak_bytes, peak)
                     report.bomb_seconds_per_mb = max(report.bomb_seconds_per_mb, t_bomb / (input_bytes / 1e6))
                 problems = [p for cp in programs for p in check_parse(cp.program, max_call_chars(lines, cp.chunk))]
-                res = execute_document(text, programs, policy)
+                res = execute_document(text, programs, policy, spans=True)
             except BaseException as e:  # a crash of any kind is what we are looking for
                 Tripwire.armed = False
                 if isinstance(e, KeyboardInterrupt):

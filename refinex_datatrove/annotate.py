@@ -33,6 +33,13 @@ DEFAULT_UNIT = "chars"
 DEFAULT_MAX_NEW_TOKENS = 512
 """Default bound on a program's length in tokens (a long program is a sign of a confused model)."""
 
+CHUNK_TOKENS_BASE = 24
+CHUNK_TOKENS_PER_LINE = 8
+"""A chunk's program is bounded by ``CHUNK_TOKENS_BASE + CHUNK_TOKENS_PER_LINE * lines`` tokens (and by the
+global ``max_new_tokens``): on the 15,391 label-derived programs of the WCXB pairs in 1,200-character chunks, the
+longest needs ``6 * lines + 16`` SmolLM2 tokens. A model that keeps writing past that is looping, and on the
+CPU a long row keeps its whole batch decoding."""
+
 DEFAULT_MAX_CALLS = 64
 """Default bound on calls per program in the guided-decoding grammar."""
 
@@ -101,8 +108,19 @@ def chunk_prompt(lines: Sequence[str], chunk: Chunk) -> str:
     return render_prompt(render_chunk(lines[chunk.start : chunk.end]))
 
 
+def chunk_max_tokens(n_lines: int, max_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> int:
+    """The token bound of one chunk's program: ``CHUNK_TOKENS_BASE + CHUNK_TOKENS_PER_LINE * n_lines``, at most
+    ``max_tokens``."""
+    return max(1, min(max_tokens, CHUNK_TOKENS_BASE + CHUNK_TOKENS_PER_LINE * n_lines))
+
+
 def build_requests(
-    text: str, chunks: Sequence[Chunk], *, guided: bool = False, max_calls: int | None = DEFAULT_MAX_CALLS
+    text: str,
+    chunks: Sequence[Chunk],
+    *,
+    guided: bool = False,
+    max_calls: int | None = DEFAULT_MAX_CALLS,
+    max_tokens: int | None = None,
 ) -> list[Request]:
     """One raw-prompt request per chunk that :func:`needs_request`, in chunk order.
 
@@ -112,6 +130,8 @@ def build_requests(
         guided: attach :func:`program_regex` for the chunk's line count to each request (grammar-constrained
             decoding on backends that support it).
         max_calls: the grammar's bound on calls per program (``None``: unbounded).
+        max_tokens: when set, each request carries :func:`chunk_max_tokens` of its chunk (at most
+            ``max_tokens``) as its own ``Request.max_tokens``.
 
     Returns:
         The requests; pair them back with ``[c for c in chunks if needs_request(lines, c)]``.
@@ -121,6 +141,7 @@ def build_requests(
         Request(
             prompt=chunk_prompt(lines, chunk),
             guided_regex=program_regex(chunk.n_lines, max_calls=max_calls) if guided else None,
+            max_tokens=chunk_max_tokens(chunk.n_lines, max_tokens) if max_tokens is not None else None,
         )
         for chunk in chunks
         if needs_request(lines, chunk)

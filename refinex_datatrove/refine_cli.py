@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
 import shutil
 import sys
 import time
@@ -36,6 +37,9 @@ from refinex_datatrove.cli import positive_int
 
 
 _GLOB_SPECIAL = set("[]!^-*?\\")
+
+PROGRESS_EVERY = 20.0
+"""Seconds between progress lines on a terminal."""
 
 REPORT_NAME = "report.html"
 REPORT_MAX_DOCS = 1000
@@ -60,6 +64,33 @@ def reader_section(input_path: str, text_key: str, id_key: str, limit: int) -> d
         return {"format": "jsonl", "data_folder": str(path.parent), "glob_pattern": _exact_glob(path.name),
                 "recursive": False, "text_key": text_key, "id_key": id_key, "limit": limit}
     raise FileNotFoundError(f"input {input_path!r} does not exist")
+
+
+def count_input_docs(input_path: str) -> int | None:
+    """Documents (non-blank lines) in INPUT's ``.jsonl`` / ``.jsonl.gz`` files, for the progress ETA; ``None``
+    when they cannot be read."""
+    import gzip
+
+    path = Path(input_path)
+    files = sorted(path.glob("*.jsonl*")) if path.is_dir() else [path]
+    n = 0
+    try:
+        for file in files:
+            opener = gzip.open if file.name.endswith(".gz") else open
+            with opener(file, "rb") as f:
+                n += sum(1 for line in f if line.strip())
+    except (OSError, EOFError):
+        return None
+    return n
+
+
+def _expected_docs(args: argparse.Namespace) -> int | None:
+    total = count_input_docs(args.input)
+    if total is None:
+        return None
+    if args.limit >= 0:
+        total = min(total, args.limit * args.tasks)
+    return -(-total // args.tasks)  # per task (files are sharded over the tasks: an estimate when tasks > 1)
 
 
 def _kv(value: str) -> tuple[str, Any]:
@@ -96,9 +127,13 @@ def add_refine_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--base-url", default=None, help="server URL for --backend endpoint (e.g. http://127.0.0.1:8000)")
     p.add_argument("--backend-kwarg", action="append", type=_kv, default=[], metavar="KEY=VALUE",
                    help="extra backend argument, value parsed as YAML (repeatable), e.g. num_threads=2")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "auto"), default=None,
+                   help="number type of the transformers backend (default: bfloat16 where the CPU has it in "
+                   "hardware, else float32; 'auto': the checkpoint's own)")
     p.add_argument("--window", type=positive_int, default=None, help="chunk window (default: the model's)")
     p.add_argument("--batch-size", type=positive_int, default=16, help="documents per generate() call")
-    p.add_argument("--max-new-tokens", type=positive_int, default=512, help="bound on each program's tokens")
+    p.add_argument("--max-new-tokens", type=positive_int, default=512,
+                   help="bound on each program's tokens (each chunk is also bounded by its line count)")
     p.add_argument("--guided", action="store_true", help="grammar-constrained decoding (vllm / endpoint)")
     p.add_argument("--limit", type=int, default=-1, help="documents per task (default: all)")
     p.add_argument("--prefilter", action="store_true",
@@ -114,6 +149,9 @@ def add_refine_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--force", action="store_true",
                    help="delete OUTPUT_DIR's refined/, excluded/, logs/ and report.html first and run everything "
                    "again (without it, tasks completed in OUTPUT_DIR/logs are skipped)")
+    p.add_argument("--progress", type=float, default=None, metavar="SECONDS",
+                   help="print a progress line (documents, chunks, tokens/s, ETA) every SECONDS to stderr "
+                   "(default: every 20 s on a terminal, none otherwise; 0: none)")
     p.add_argument("--dryrun", action="store_true", help="print the resolved configuration and exit")
     return p
 
@@ -124,6 +162,11 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
     backend_kwargs = dict(args.backend_kwarg)
     if args.base_url:
         backend_kwargs["base_url"] = args.base_url
+    if getattr(args, "dtype", None):
+        backend_kwargs["dtype"] = args.dtype
+    progress = getattr(args, "progress", None)
+    if progress is None:
+        progress = PROGRESS_EVERY if sys.stderr.isatty() else 0
     compression = None if args.compression == "none" else args.compression
     return {
         "executor": {"executor": "local", "tasks": args.tasks, "workers": args.workers,
@@ -133,7 +176,8 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
                     "c4_quality": args.prefilter, "fineweb_quality": args.prefilter},
         "annotate": {"model": args.model, "backend": args.backend, "backend_kwargs": backend_kwargs,
                      "window": args.window, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
-                     "guided": args.guided},
+                     "guided": args.guided, "workers": args.workers,
+                     "progress_every": progress or None, "expected_docs": _expected_docs(args) if progress else None},
         "execute": {"keep_original": bool(getattr(args, "report", False))},
         "quality": {"min_words": args.min_words},
         "output": {"format": "jsonl", "folder": str(out / "refined"), "excluded": str(out / "excluded"),
@@ -244,6 +288,9 @@ def run_refine(args: argparse.Namespace) -> int:
     )
 
     t0 = time.perf_counter()
+    # threads that spin while waiting for each other waste a shared machine's cores; read once, when the
+    # OpenMP runtime loads with torch, so set before anything imports torch
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
         return _error(f"OUTPUT_DIR {args.output_dir!r} exists and is not a folder")

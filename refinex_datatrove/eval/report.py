@@ -101,7 +101,7 @@ def attribute_calls(
         ``deleted_spans``; where several calls delete the same characters, each of them lists them.
     """
     policy = policy or ExecPolicy()
-    full = execute_document(original, programs, policy)
+    full = execute_document(original, programs, policy, spans=True)
     calls: list[CallInfo] = []
     doc_lines = original.split("\n")
     for ci, cp in enumerate(programs):
@@ -120,7 +120,7 @@ def attribute_calls(
                 if kept_chunk:
                     info.status = "chunk_kept_invalid"
                 else:
-                    alone = execute_document(original, [ChunkProgram(cp.chunk, source)], ExecPolicy())
+                    alone = execute_document(original, [ChunkProgram(cp.chunk, source)], ExecPolicy(), spans=True)
                     if alone.skipped:
                         info.status = next(iter(alone.skipped))
                     if alone.deleted_spans:

@@ -38,15 +38,22 @@ class Request:
 
     ``guided_regex``, when set, overrides ``GenerationParams.guided_regex`` for this request only (the
     annotator constrains each chunk's program to line numbers within that chunk).
+
+    ``max_tokens``, when set, lowers ``GenerationParams.max_tokens`` for this request only (the annotator bounds
+    each chunk's program by the chunk's line count). The transformers backend and the annotator's
+    ``InferenceRunner`` rollout honour it; other backends use ``GenerationParams.max_tokens``.
     """
 
     messages: Messages | None = None
     prompt: str | None = None
     guided_regex: str | None = None
+    max_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
             raise ValueError("a Request needs exactly one of `messages` or `prompt`")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
 
 
 @dataclass

@@ -22,7 +22,7 @@ The output is always the input with some characters deleted, never anything else
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import Counter
+from functools import lru_cache
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -31,7 +31,7 @@ from typing import Literal
 
 from refinex_datatrove.program.chunking import Chunk
 from refinex_datatrove.program.ops import KeepAll, RemoveLines, RemoveStr
-from refinex_datatrove.program.parser import InvalidReason, call_length_bound, parse_program
+from refinex_datatrove.program.parser import CALL_SLACK_CHARS, InvalidReason, call_length_bound, parse_program
 
 
 class SkipReason(StrEnum):
@@ -86,6 +86,8 @@ class ExecResult:
         lines_removed: document lines deleted whole.
         chars_removed: ``len(original) - len(text)``.
         deleted_spans: merged ``[start, end)`` character offsets into the original; deleting them gives ``text``.
+            Filled only when :func:`execute_document` is called with ``spans=True`` (the report needs them, the
+            pipeline does not); empty otherwise.
     """
 
     text: str
@@ -115,79 +117,122 @@ def whole_document(text: str, program: str) -> list[ChunkProgram]:
 
 
 def execute_document(
-    text: str, programs: Sequence[ChunkProgram], policy: ExecPolicy | None = None
+    text: str, programs: Sequence[ChunkProgram], policy: ExecPolicy | None = None, *, spans: bool = False
 ) -> ExecResult:
     """Apply the chunk programs to ``text``; see the module docstring for the semantics. Never raises on
-    any program text."""
-    policy = policy or ExecPolicy()
-    lines = text.split("\n")
-    n_doc = len(lines)
-    removed = bytearray(n_doc)
+    any program text.
+
+    Args:
+        text: the document.
+        programs: one program per chunk.
+        policy: what chunks with invalid calls do (default :class:`ExecPolicy`).
+        spans: also compute :attr:`ExecResult.deleted_spans` (character offsets of every deletion, for the
+            report); off by default, since the bookkeeping costs more than the execution itself.
+    """
+    policy = policy or _DEFAULT_POLICY
+    keep_chunk = policy.on_invalid == "keep_chunk"
+    n_doc = text.count("\n") + 1
+    lines: list[str] | None = None  # split only when a remove_str needs a line's text, or something is removed
+    removed: bytearray | None = None
     str_edits: dict[int, list[tuple[int, int]]] = {}
-    applied: Counter[str] = Counter()
-    skipped: Counter[str] = Counter()
-    invalid: Counter[str] = Counter()
+    applied: dict[str, int] = {}
+    skipped: dict[str, int] = {}
+    invalid: dict[str, int] = {}
 
     for cp in programs:
         chunk = cp.chunk
-        parsed = parse_program(cp.program, max_call_chars(lines, chunk))
-        if parsed.invalid:
-            skipped[SkipReason.INVALID_CALL] += len(parsed.invalid)
-            invalid.update(inv.reason.value for inv in parsed.invalid)
-        edits = [op for op in parsed.ops if not isinstance(op, KeepAll)]
-        n_keep = len(parsed.ops) - len(edits)
-        if chunk.start < 0 or chunk.n_lines < 1 or chunk.end > n_doc:
-            skipped[SkipReason.CHUNK_OUT_OF_RANGE] += len(parsed.ops)
+        program = cp.program
+        bound = None  # the chunk's call length bound matters only for program lines longer than the smallest one
+        if len(program) > CALL_SLACK_CHARS and max(map(len, program.split("\n"))) > CALL_SLACK_CHARS:
+            if lines is None:
+                lines = text.split("\n")
+            bound = max_call_chars(lines, chunk)
+        if len(program) <= _CACHED_PROGRAM_CHARS:
+            parsed = _parse_short(program, bound)
+        else:
+            parsed = parse_program(program, bound)
+        ops, bad = parsed.ops, parsed.invalid
+        if bad:
+            skipped[_INVALID_CALL] = skipped.get(_INVALID_CALL, 0) + len(bad)
+            for inv in bad:
+                reason = inv.reason.value
+                invalid[reason] = invalid.get(reason, 0) + 1
+        if not ops:
             continue
-        if policy.on_invalid == "keep_chunk" and len(parsed.invalid) >= policy.keep_chunk_threshold:
-            skipped[SkipReason.CHUNK_KEPT_INVALID] += len(parsed.ops)
+        n_keep = sum(1 for op in ops if type(op) is KeepAll)
+        n_edits = len(ops) - n_keep
+        n, start = chunk.n_lines, chunk.start
+        if start < 0 or n < 1 or start + n > n_doc:
+            skipped[_CHUNK_OUT_OF_RANGE] = skipped.get(_CHUNK_OUT_OF_RANGE, 0) + len(ops)
+            continue
+        if keep_chunk and len(bad) >= policy.keep_chunk_threshold:
+            skipped[_CHUNK_KEPT_INVALID] = skipped.get(_CHUNK_KEPT_INVALID, 0) + len(ops)
             continue
         if chunk.skipped:
-            skipped[SkipReason.EDIT_IN_SKIPPED_CHUNK] += len(edits)
+            if n_edits:
+                skipped[_EDIT_IN_SKIPPED] = skipped.get(_EDIT_IN_SKIPPED, 0) + n_edits
             if n_keep:
-                applied["keep_all"] += n_keep
+                applied["keep_all"] = applied.get("keep_all", 0) + n_keep
             continue
         if n_keep:
-            if edits:
-                skipped[SkipReason.KEEP_ALL_MIXED] += n_keep
-            else:
-                applied["keep_all"] += n_keep
-        n, base = chunk.n_lines, chunk.start - 1
-        for op in edits:
-            if isinstance(op, RemoveLines):
+            if not n_edits:
+                applied["keep_all"] = applied.get("keep_all", 0) + n_keep
+                continue
+            skipped[_KEEP_ALL_MIXED] = skipped.get(_KEEP_ALL_MIXED, 0) + n_keep
+        base = start - 1
+        for op in ops:
+            kind = type(op)
+            if kind is RemoveLines:
                 if op.start > op.end:
-                    skipped[SkipReason.INVERTED_RANGE] += 1
+                    skipped[_INVERTED_RANGE] = skipped.get(_INVERTED_RANGE, 0) + 1
                 elif op.start < 1 or op.end > n:
-                    skipped[SkipReason.LINE_OUT_OF_RANGE] += 1
+                    skipped[_LINE_OUT_OF_RANGE] = skipped.get(_LINE_OUT_OF_RANGE, 0) + 1
                 else:
+                    if removed is None:
+                        removed = bytearray(n_doc)
                     removed[base + op.start : base + op.end + 1] = b"\x01" * (op.end - op.start + 1)
-                    applied["remove_lines"] += 1
-            elif isinstance(op, RemoveStr):
+                    applied["remove_lines"] = applied.get("remove_lines", 0) + 1
+            elif kind is RemoveStr:
                 if op.line < 1 or op.line > n:
-                    skipped[SkipReason.LINE_OUT_OF_RANGE] += 1
+                    skipped[_LINE_OUT_OF_RANGE] = skipped.get(_LINE_OUT_OF_RANGE, 0) + 1
                     continue
+                if lines is None:
+                    lines = text.split("\n")
                 idx = base + op.line
                 line = lines[idx]
                 pos = line.find(op.text)
                 if pos < 0:
-                    skipped[SkipReason.STR_NOT_FOUND] += 1
+                    skipped[_STR_NOT_FOUND] = skipped.get(_STR_NOT_FOUND, 0) + 1
                 elif line.find(op.text, pos + 1) >= 0:
-                    skipped[SkipReason.STR_NOT_UNIQUE] += 1
+                    skipped[_STR_NOT_UNIQUE] = skipped.get(_STR_NOT_UNIQUE, 0) + 1
                 else:
                     str_edits.setdefault(idx, []).append((pos, pos + len(op.text)))
-                    applied["remove_str"] += 1
+                    applied["remove_str"] = applied.get("remove_str", 0) + 1
 
-    result = ExecResult(
-        text=text,
-        applied={k: v for k, v in applied.items() if v},
-        skipped={str(k): v for k, v in skipped.items() if v},
-        invalid=dict(invalid),
-    )
-    if not str_edits and not any(removed):
+    result = ExecResult(text=text, applied=applied, skipped=skipped, invalid=invalid)
+    if not str_edits and (removed is None or 1 not in removed):
+        return result
+    if lines is None:
+        lines = text.split("\n")
+    if removed is None:
+        removed = bytearray(n_doc)
+
+    if not spans:
+        new_lines = lines
+        if str_edits:
+            new_lines = list(lines)
+            for idx, intervals in str_edits.items():
+                if not removed[idx]:
+                    line = lines[idx]
+                    new_lines[idx] = "".join(line[a:b] for a, b in _complement(merge_spans(intervals), len(line)))
+        n_removed = removed.count(1)
+        result.text = "\n".join(compress(new_lines, removed.translate(_FLIP))) if n_removed else "\n".join(new_lines)
+        result.lines_removed = n_removed
+        result.chars_removed = len(text) - len(result.text)
         return result
 
     starts = [0, *accumulate(len(line) + 1 for line in lines)]
-    spans: list[tuple[int, int]] = []
+    deleted: list[tuple[int, int]] = []
     new_lines = lines
     if str_edits:
         new_lines = list(lines)
@@ -197,7 +242,7 @@ def execute_document(
             merged = merge_spans(intervals)
             line = lines[idx]
             new_lines[idx] = "".join(line[a:b] for a, b in _complement(merged, len(line)))
-            spans.extend((starts[idx] + a, starts[idx] + b) for a, b in merged)
+            deleted.extend((starts[idx] + a, starts[idx] + b) for a, b in merged)
     last_kept = removed.rfind(b"\x00")
     n_removed = 0
     idx = removed.find(b"\x01")
@@ -205,19 +250,32 @@ def execute_document(
         n_removed += 1
         line_start, line_end = starts[idx], starts[idx] + len(lines[idx])
         if idx < last_kept:
-            spans.append((line_start, line_end + 1))  # the line and the break after it
+            deleted.append((line_start, line_end + 1))  # the line and the break after it
         else:
-            spans.append((max(line_start - 1, 0), line_end))  # the break before it, if any
+            deleted.append((max(line_start - 1, 0), line_end))  # the break before it, if any
         idx = removed.find(b"\x01", idx + 1)
     keep_mask = removed.translate(_FLIP)
     result.text = "\n".join(compress(new_lines, keep_mask))
     result.lines_removed = n_removed
     result.chars_removed = len(text) - len(result.text)
-    result.deleted_spans = merge_spans(spans)
+    result.deleted_spans = merge_spans(deleted)
     return result
 
 
 _FLIP = bytes([1, 0]) + bytes(254)
+_CACHED_PROGRAM_CHARS = 200
+# short programs repeat across documents (keep_all(), remove_lines(1, 3), ...): parsed once; read-only here
+_parse_short = lru_cache(maxsize=4096)(parse_program)
+_DEFAULT_POLICY = ExecPolicy()
+_INVALID_CALL = SkipReason.INVALID_CALL.value
+_LINE_OUT_OF_RANGE = SkipReason.LINE_OUT_OF_RANGE.value
+_INVERTED_RANGE = SkipReason.INVERTED_RANGE.value
+_STR_NOT_FOUND = SkipReason.STR_NOT_FOUND.value
+_STR_NOT_UNIQUE = SkipReason.STR_NOT_UNIQUE.value
+_EDIT_IN_SKIPPED = SkipReason.EDIT_IN_SKIPPED_CHUNK.value
+_KEEP_ALL_MIXED = SkipReason.KEEP_ALL_MIXED.value
+_CHUNK_KEPT_INVALID = SkipReason.CHUNK_KEPT_INVALID.value
+_CHUNK_OUT_OF_RANGE = SkipReason.CHUNK_OUT_OF_RANGE.value
 
 
 def max_call_chars(lines: Sequence[str], chunk: Chunk) -> int:

@@ -191,6 +191,69 @@ def _error_cause(gen: Generation) -> str:
     return kind if isinstance(kind, str) and kind.isidentifier() else "error"
 
 
+def _duration(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+class Progress:
+    """A progress line on stderr every ``every`` seconds from a daemon thread, while a task annotates:
+    ``refine task 0: 120/360 docs, 310 chunks, 1,850 prompt tok/s, 0.9 docs/s, elapsed 2m13s, ETA 4m27s``.
+
+    :meth:`add` counts finished documents; :meth:`line` formats the current state (tests call it directly).
+    """
+
+    def __init__(self, every: float, expected_docs: int | None = None, label: str = "", stream: Any = None) -> None:
+        import sys
+        import threading
+        import time
+
+        self._time = time.monotonic
+        self.every = every
+        self.expected_docs = expected_docs
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self.docs = self.chunks = self.tokens = 0
+        self.start = self._time()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="refinex-progress", daemon=True)
+        self._thread.start()
+
+    def add(self, docs: int, chunks: int, prompt_tokens: int) -> None:
+        self.docs += docs
+        self.chunks += chunks
+        self.tokens += prompt_tokens
+
+    def line(self, now: float | None = None) -> str:
+        elapsed = max((now if now is not None else self._time()) - self.start, 1e-9)
+        done = f"{self.docs}/{self.expected_docs}" if self.expected_docs else f"{self.docs}"
+        parts = [
+            f"{done} docs",
+            f"{self.chunks} chunks",
+            f"{self.tokens / elapsed:,.0f} prompt tok/s",
+            f"{self.docs / elapsed:.2f} docs/s",
+            f"elapsed {_duration(elapsed)}",
+        ]
+        if self.expected_docs and self.docs:
+            left = max(self.expected_docs - self.docs, 0)
+            parts.append(f"ETA {_duration(left * elapsed / self.docs)}")
+        return f"refine {self.label}: " + ", ".join(parts) if self.label else "refine: " + ", ".join(parts)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                print(self.line(), file=self.stream, flush=True)
+            except (OSError, ValueError):  # the stream was closed
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 def _count_annotations(step: PipelineStep, annotations: Sequence[ChunkAnnotation]) -> bool:
     """Update the chunk stats of one document; returns whether the document failed (a sent chunk failed)."""
     step.stat_update(AnnotateStat.CHUNKS, value=len(annotations), unit="doc")
@@ -278,10 +341,18 @@ class RefineModelAnnotator(PipelineStep):
         unit: window unit (``"chars"`` or ``"words"``); default from ``refinex.json``, else ``"chars"``.
         batch_size: documents per backend call.
         max_new_tokens: bound on each program's length in tokens.
+        bound_by_lines: also bound each chunk's program by its line count
+            (:func:`~refinex_datatrove.annotate.chunk_max_tokens`; honoured by the transformers backend and the
+            ``InferenceRunner`` rollout).
         guided: constrain decoding to the program grammar with line numbers within the chunk (backends that
             support it: vLLM, vLLM-served endpoints; transformers ignores it).
         max_calls: the grammar's bound on calls per program (``guided`` only); ``None`` for no bound.
         model_name: name recorded with the programs; default the model folder's name or the model id.
+        progress_every: print a progress line to stderr every so many seconds (documents and chunks done,
+            prompt tokens/s, ETA); ``None`` (default): none. ``refinex refine`` turns it on on a terminal.
+        expected_docs: documents this task will see, for the ETA (``None``: no ETA).
+        workers: model processes running at once on this machine: the transformers backend's default torch
+            threads split the cores between them (:func:`~refinex_datatrove.llm.transformers_backend.default_num_threads`).
     """
 
     name = "🏷️ RefineX annotate"
@@ -297,9 +368,13 @@ class RefineModelAnnotator(PipelineStep):
         unit: Unit | None = None,
         batch_size: int = 64,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        bound_by_lines: bool = True,
         guided: bool = False,
         max_calls: int | None = DEFAULT_MAX_CALLS,
         model_name: str | None = None,
+        progress_every: float | None = None,
+        expected_docs: int | None = None,
+        workers: int = 1,
     ) -> None:
         super().__init__()
         if isinstance(backend, str) and backend not in BACKEND_KINDS:
@@ -323,6 +398,14 @@ class RefineModelAnnotator(PipelineStep):
         if info.window is not None and window is not None and window != info.window:
             logger.warning(f"window {window} differs from the window {info.window} that {self.model} was trained with")
         self.batch_size = batch_size
+        self.bound_by_lines = bound_by_lines
+        if progress_every is not None and progress_every <= 0:
+            raise ValueError(f"progress_every must be > 0 seconds, got {progress_every}")
+        self.progress_every = progress_every
+        self.expected_docs = expected_docs
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
         self.guided = guided
         self.max_calls = max_calls
         self.params = GenerationParams(max_tokens=max_new_tokens, temperature=0.0)
@@ -335,7 +418,13 @@ class RefineModelAnnotator(PipelineStep):
             from refinex_datatrove.llm import default_backend_kind
 
             kind = default_backend_kind()
-        return make_refine_backend(kind, self.info, self.backend_kwargs)
+        kwargs = dict(self.backend_kwargs)
+        if kind == "transformers" and self.workers > 1 and "num_threads" not in kwargs:
+            from refinex_datatrove.llm.transformers_backend import default_num_threads
+
+            if "OMP_NUM_THREADS" not in os.environ:
+                kwargs["num_threads"] = default_num_threads(self.workers)
+        return make_refine_backend(kind, self.info, kwargs)
 
     def _where(self) -> str:
         url = self.backend_kwargs.get("base_url") or getattr(self.backend, "base_url", None)
@@ -390,13 +479,20 @@ class RefineModelAnnotator(PipelineStep):
         backend = self._make_backend()
         n_docs = n_failed = n_sent = n_bad = 0
         first = True
+        progress = Progress(self.progress_every, self.expected_docs, f"task {rank}") if self.progress_every else None
         try:
             for batch in batched(data, self.batch_size):
                 plans = []
                 requests: list[Request] = []
                 for doc in batch:
                     chunks = plan_chunks(doc.text, self.window, self.unit)
-                    doc_requests = build_requests(doc.text, chunks, guided=self.guided, max_calls=self.max_calls)
+                    doc_requests = build_requests(
+                        doc.text,
+                        chunks,
+                        guided=self.guided,
+                        max_calls=self.max_calls,
+                        max_tokens=self.params.max_tokens if self.bound_by_lines else None,
+                    )
                     plans.append((chunks, len(doc_requests)))
                     requests += doc_requests
                 with self.track_time(unit="batch"):
@@ -417,9 +513,13 @@ class RefineModelAnnotator(PipelineStep):
                         self.stat_update(AnnotateStat.DOCS_FAILED)
                     else:
                         self.stat_update(AnnotateStat.DOCS_ANNOTATED)
+                    if progress is not None:
+                        progress.add(1, len(annotations), sum(a.prompt_tokens for a in annotations))
                     self.stat_update(StatHints.forwarded)
                     yield doc
         finally:
+            if progress is not None:
+                progress.stop()
             backend.close()
         if n_sent and n_bad == n_sent:
             raise RuntimeError(
@@ -433,6 +533,8 @@ class RefineModelAnnotator(PipelineStep):
 
 
 def _payload(request: Request, max_tokens: int) -> dict[str, Any]:
+    if request.max_tokens is not None:
+        max_tokens = min(max_tokens, request.max_tokens)
     payload: dict[str, Any] = {"prompt": request.prompt, "max_tokens": max_tokens, "temperature": 0.0}
     if request.guided_regex is not None:
         payload["structured_outputs"] = {"regex": request.guided_regex}
@@ -472,6 +574,7 @@ class AnnotateRollout:
     guided: bool = False
     max_calls: int | None = DEFAULT_MAX_CALLS
     model_name: str = "refine-model"
+    bound_by_lines: bool = True
 
     async def _one(self, generate: Any, request: Request) -> Generation:
         from datatrove.pipeline.inference.types import InferenceError
@@ -486,7 +589,13 @@ class AnnotateRollout:
 
     async def __call__(self, document: Document, generate: Any, **_context: Any) -> dict[str, int]:
         chunks = plan_chunks(document.text, self.window, self.unit)
-        requests = build_requests(document.text, chunks, guided=self.guided, max_calls=self.max_calls)
+        requests = build_requests(
+            document.text,
+            chunks,
+            guided=self.guided,
+            max_calls=self.max_calls,
+            max_tokens=self.max_tokens if self.bound_by_lines else None,
+        )
         generations = await asyncio.gather(*(self._one(generate, r) for r in requests))
         annotations = assemble_annotations(document.text, chunks, list(generations))
         store_annotations(document, annotations, self.model_name)
@@ -536,6 +645,7 @@ __all__ = [
     "AnnotateRollout",
     "AnnotateStat",
     "GenerationUnavailable",
+    "Progress",
     "RefineModelAnnotator",
     "RefineModelInfo",
     "make_annotate_rollout",

@@ -326,3 +326,130 @@ def test_guided_regex_is_flagged_as_ignored(backend: TransformersBackend) -> Non
     assert "guided_regex_ignored" not in gens[1].extra
     gens = backend.generate(requests[1:], GenerationParams(max_tokens=2, guided_regex="x"))
     assert gens[0].extra.get("guided_regex_ignored") is True
+
+
+# -- speed: decoding in rounds, per-request bounds, number type and threads -----------------------------------
+
+
+def _sig(gens):
+    return [(g.text, g.finish_reason, g.completion_tokens) for g in gens]
+
+
+class ChainDecoding:
+    """Forward hook that makes each row's next token a function of its last token only (so it survives rows
+    leaving the batch): ``chain[i] -> chain[i + 1]``, the last chain token -> eos, any other token -> the chain
+    token picked by ``token % len(chain)``. Rows whose prompts end differently run chains of different lengths."""
+
+    def __init__(self, model, chain: list[int], eos: int) -> None:
+        self.next = {a: b for a, b in zip(chain, [*chain[1:], eos], strict=True)}
+        self.chain = chain
+        self.rows: list[int] = []
+        self.handle = model.register_forward_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs, output):
+        last = kwargs["input_ids"][:, -1].tolist()
+        self.rows.append(len(last))
+        logits = output.logits
+        logits[:, -1, :] = -1e9
+        for row, token in enumerate(last):
+            logits[row, -1, self.next.get(token, self.chain[token % len(self.chain)])] = 0.0
+        return output
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+def test_decoding_in_rounds_drops_finished_rows_and_gives_the_same_tokens(tiny_model_dir: str) -> None:
+    requests = [
+        Request(prompt="word " * (i % 5) + f"[1] line {i}", max_tokens=(3 + i) if i % 3 == 1 else None)
+        for i in range(12)
+    ]
+    one_call = TransformersBackend(tiny_model_dir, batch_size=12, decode_round=None, dtype="float32", max_padding=None)
+    rounds = TransformersBackend(tiny_model_dir, batch_size=12, decode_round=1, dtype="float32", max_padding=None)
+    tok = one_call.tokenizer
+    chain = [t for w in ("remove", "_lines", "(", "1", ",", " 2", ")", "keep") for t in ids(tok, w)]
+    stop = tok.decode(chain[4:6])
+    for params in (GenerationParams(max_tokens=20), GenerationParams(max_tokens=20, stop=(stop,))):
+        hooks = [ChainDecoding(one_call.model, chain, tok.eos_token_id), ChainDecoding(rounds.model, chain,
+                                                                                      tok.eos_token_id)]
+        try:
+            expected = one_call.generate(requests, params)
+            got = rounds.generate(requests, params)
+        finally:
+            for h in hooks:
+                h.remove()
+        assert _sig(got) == _sig(expected)
+        assert len({g.completion_tokens for g in got}) > 2  # rows really finished at different steps
+        assert hooks[1].rows[0] == 12 and min(hooks[1].rows) < 12  # finished rows left the batch
+        assert sum(hooks[1].rows) < sum(hooks[0].rows)  # fewer row-steps than one generate call
+    # each request's own bound is honoured: exactly its max_tokens unless eos came first
+    for request, gen in zip(requests, got, strict=True):
+        if request.max_tokens is not None and gen.finish_reason == "length":
+            assert gen.completion_tokens == request.max_tokens
+
+
+def test_request_max_tokens_only_lowers_the_bound(tiny_model_dir: str) -> None:
+    backend = TransformersBackend(tiny_model_dir, batch_size=4)
+    token = ids(backend.tokenizer, "x")
+    forced = ForcedDecoding(backend.model, lambda prompt: token)  # never eos
+    try:
+        gens = backend.generate(
+            [Request(prompt="[1] a", max_tokens=2), Request(prompt="[1] b"), Request(prompt="[1] c", max_tokens=99)],
+            GenerationParams(max_tokens=5),
+        )
+    finally:
+        forced.remove()
+    assert [g.completion_tokens for g in gens] == [2, 5, 5]
+    assert [g.finish_reason for g in gens] == ["length"] * 3
+    with pytest.raises(ValueError, match="max_tokens"):
+        Request(prompt="x", max_tokens=0)
+
+
+def test_bfloat16_only_where_the_cpu_has_it(tiny_model_dir: str) -> None:
+    from refinex_datatrove.llm.transformers_backend import cpu_bf16_support, default_dtype
+
+    assert cpu_bf16_support("processor : 0\nflags : fpu avx2 avx512f avx512_bf16\n")
+    assert cpu_bf16_support("flags : fpu amx_bf16 amx_tile\n")
+    assert cpu_bf16_support("Features : fp asimd bf16 i8mm\n")  # Arm
+    assert not cpu_bf16_support("flags : fpu avx2 avx512f\n")
+    assert default_dtype("cpu", "flags : avx512_bf16\n") == "bfloat16"
+    assert default_dtype("cpu", "flags : avx2\n") == "float32"
+    assert default_dtype("cuda", "flags : avx512_bf16\n") == "float32"
+    auto = TransformersBackend(tiny_model_dir)
+    assert str(auto.model.dtype) == f"torch.{default_dtype()}" and auto.resolved_dtype == default_dtype()
+    forced = TransformersBackend(tiny_model_dir, dtype="float32")
+    assert forced.model.dtype == torch.float32
+
+
+def test_threads_from_cores_workers_and_load() -> None:
+    from refinex_datatrove.llm.transformers_backend import default_num_threads
+
+    spin = {"passive": False}
+    assert default_num_threads(1, cores=2, load=0.0, **spin) == 2
+    assert default_num_threads(1, cores=2, load=1.6, **spin) == 1  # another program keeps one core busy
+    assert default_num_threads(1, cores=2, load=8.0, **spin) == 1
+    assert default_num_threads(2, cores=2, load=0.0, **spin) == 1
+    assert default_num_threads(4, cores=16, load=0.0, **spin) == 4
+    assert default_num_threads(4, cores=16, load=8.0, **spin) == 2
+    assert default_num_threads(8, cores=4, load=0.0, **spin) == 1
+    # waiting threads that sleep instead of spinning: the cores are split whatever the load
+    assert default_num_threads(1, cores=2, load=8.0, passive=True) == 2
+    assert default_num_threads(4, cores=16, load=8.0, passive=True) == 4
+    with pytest.raises(ValueError):
+        default_num_threads(0)
+
+
+def test_length_batches_bound_padding() -> None:
+    from refinex_datatrove.llm.transformers_backend import length_batches
+
+    lengths = [100, 98, 97, 60, 59, 58, 57, 20]
+    assert length_batches(lengths, 8, None) == [8]
+    assert length_batches(lengths, 3, None) == [3, 3, 2]
+    sizes = length_batches(lengths, 8, 0.1)
+    assert sizes == [3, 4, 1] and sum(sizes) == len(lengths)
+    start = 0
+    for size in sizes:
+        rows = lengths[start : start + size]
+        assert len(rows) * rows[0] <= 1.1 * sum(rows)
+        start += size
+    assert length_batches([], 8) == []

@@ -351,3 +351,30 @@ def test_two_stage_rejects_an_adapter_and_merge_makes_a_servable_folder(tmp_path
     assert [type(s).__name__ for s in stage2] == [
         "JsonlReader", "FailedGenerationFilter", "ProgramExecutor", "QualityFilter", "JsonlWriter"
     ]
+
+
+def test_cli_defaults_dtype_threads_and_progress(tmp_path):
+    import argparse
+    import gzip as gz
+
+    from refinex_datatrove.refine_cli import add_refine_parser, build_config, count_input_docs
+
+    _write_jsonl(tmp_path / "in" / "a.jsonl", [_web_doc(i) for i in range(3)])
+    with gz.open(tmp_path / "in" / "b.jsonl.gz", "wt") as f:
+        f.write("".join(json.dumps(_web_doc(i)) + "\n" for i in range(4)) + "\n")
+    assert count_input_docs(str(tmp_path / "in")) == 7
+    parser = argparse.ArgumentParser()
+    add_refine_parser(parser.add_subparsers())
+
+    def annotate(*flags):
+        return build_config(parser.parse_args(["refine", str(tmp_path / "in"), str(tmp_path / "out"), *flags]))[
+            "annotate"
+        ]
+
+    plain = annotate()  # pytest's stderr is not a terminal: no progress line, nothing to override
+    assert "dtype" not in plain["backend_kwargs"] and plain["progress_every"] is None
+    assert plain["workers"] == 1 and plain["max_new_tokens"] == 512
+    tuned = annotate("--dtype", "float32", "--progress", "5", "--tasks", "2", "--workers", "2")
+    assert tuned["backend_kwargs"]["dtype"] == "float32" and tuned["workers"] == 2
+    assert tuned["progress_every"] == 5 and tuned["expected_docs"] == 4  # 7 documents over 2 tasks
+    assert annotate("--progress", "5", "--limit", "2")["expected_docs"] == 2

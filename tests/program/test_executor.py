@@ -23,7 +23,7 @@ DOC = "Home | Products | About Us |\nSolar H#f*%8& ▓╚ panels work.\nGood con
 
 
 def run(text, program, **kw):
-    return execute_document(text, whole_document(text, program), ExecPolicy(**kw))
+    return execute_document(text, whole_document(text, program), ExecPolicy(**kw), spans=True)
 
 
 def test_paper_example():
@@ -195,13 +195,20 @@ def doc_and_program(draw):
 def test_result_is_always_a_deletion_of_the_input(case, on_invalid):
     text, program, window = case
     chunks = chunk_lines(split_lines(text), window)
-    res = execute_document(text, [ChunkProgram(c, program) for c in chunks], ExecPolicy(on_invalid=on_invalid))
+    programs = [ChunkProgram(c, program) for c in chunks]
+    res = execute_document(text, programs, ExecPolicy(on_invalid=on_invalid), spans=True)
     assert is_deletion_of(text, res.text)
     assert delete_spans(text, res.deleted_spans) == res.text
     assert res.chars_removed == len(text) - len(res.text)
     assert sum(b - a for a, b in res.deleted_spans) == res.chars_removed
     n_calls = sum(1 for line in program.split("\n") if line.strip()) * len(chunks)
     assert res.n_calls == n_calls  # every call is either applied or skipped with a reason
+    # the pipeline's path (no span bookkeeping) gives the same text and counts, and no spans
+    lean = execute_document(text, programs, ExecPolicy(on_invalid=on_invalid))
+    assert lean.deleted_spans == []
+    assert (lean.text, lean.applied, lean.skipped, lean.invalid, lean.lines_removed, lean.chars_removed) == (
+        res.text, res.applied, res.skipped, res.invalid, res.lines_removed, res.chars_removed
+    )
 
 
 @settings(max_examples=300, deadline=None)

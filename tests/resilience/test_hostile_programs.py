@@ -64,18 +64,18 @@ def test_tripwire_sees_code_execution():
 def test_harness_catches_a_broken_executor(monkeypatch):
     """Positive control: an executor that ignores ``remove_str`` or adds text is reported."""
 
-    def drops_remove_str(text, programs, policy=None):
+    def drops_remove_str(text, programs, policy=None, **kw):
         stripped = [
             ChunkProgram(cp.chunk, "\n".join(x for x in cp.program.split("\n") if "remove_str" not in x))
             for cp in programs
         ]
-        return execute_document(text, stripped, policy)
+        return execute_document(text, stripped, policy, **kw)
 
     monkeypatch.setattr(fz, "execute_document", drops_remove_str)
     assert fz.run_fuzz(300, seed=5).failures
 
-    def appends(text, programs, policy=None):
-        res = execute_document(text, programs, policy)
+    def appends(text, programs, policy=None, **kw):
+        res = execute_document(text, programs, policy, **kw)
         res.text += "!"
         return res
 

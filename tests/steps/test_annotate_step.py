@@ -11,7 +11,7 @@ import pytest
 from datatrove.data import Document
 
 from refinex_datatrove.annotate import ChunkStatus
-from refinex_datatrove.llm.base import Generation
+from refinex_datatrove.llm.base import Generation, Request
 from refinex_datatrove.llm.scripted import ScriptedBackend, request_text
 from refinex_datatrove.metadata import META_KEY, read_chunk_programs
 from refinex_datatrove.program import (
@@ -309,6 +309,8 @@ def _nav_program(prompt: str) -> str | Generation:
 def test_rollout_with_a_fake_generate_stores_the_same_record_as_the_step():
     import asyncio
 
+    from refinex_datatrove.annotate import chunk_max_tokens
+
     from datatrove.pipeline.inference.types import InferenceError, InferenceResult
 
     from refinex_datatrove.steps.annotate import make_annotate_rollout
@@ -337,7 +339,9 @@ def test_rollout_with_a_fake_generate_stores_the_same_record_as_the_step():
     assert summary["failed"] == 1 == sum(c["status"] == "failed" for c in record["chunks"])
     assert summary["prompt_tokens"] == 11 * (summary["requests"] - 1)
     for p in payloads:
-        assert p["max_tokens"] == 64 and p["temperature"] == 0.0 and "messages" not in p
+        n_lines = len(chunk_lines_of(Request(prompt=p["prompt"])))
+        assert p["max_tokens"] == chunk_max_tokens(n_lines, 64) <= 64  # bounded by the chunk's line count
+        assert p["temperature"] == 0.0 and "messages" not in p
         assert p["structured_outputs"]["regex"].startswith("(keep_all")
 
     # the inline step with the same window writes the same programs
@@ -409,3 +413,72 @@ def test_inference_runner_against_a_local_endpoint_then_execute(tmp_path):
     for doc in stage2:
         assert doc.metadata[META_KEY]["exec"]["status"] == "executed"
         assert doc.text == "\n".join(x for x in originals[doc.id].split("\n") if not x.startswith("NAV"))
+
+
+def test_each_chunk_is_bounded_by_its_line_count_unless_turned_off():
+    from refinex_datatrove.annotate import CHUNK_TOKENS_BASE, CHUNK_TOKENS_PER_LINE, chunk_max_tokens
+
+    assert chunk_max_tokens(3, 512) == CHUNK_TOKENS_BASE + 3 * CHUNK_TOKENS_PER_LINE
+    assert chunk_max_tokens(1000, 512) == 512
+    docs = [make_doc(i, n_lines=5 + 9 * i) for i in range(3)]
+    backend = ScriptedBackend(nav_remover)
+    run_step(RefineModelAnnotator(model="m", backend=backend, window=400, max_new_tokens=100), docs)
+    bounds = {(len(chunk_lines_of(r)), r.max_tokens) for r, _ in backend.requests}
+    assert bounds and all(b == chunk_max_tokens(n, 100) for n, b in bounds)
+    assert any(b < 100 for _, b in bounds) and all(p.max_tokens == 100 for _, p in backend.requests)
+    unbounded = ScriptedBackend(nav_remover)
+    step = RefineModelAnnotator(model="m", backend=unbounded, window=400, max_new_tokens=100, bound_by_lines=False)
+    run_step(step, [make_doc(0)])
+    assert {r.max_tokens for r, _ in unbounded.requests} == {None}
+
+
+def test_progress_lines_while_annotating():
+    import io
+    import time
+
+    from refinex_datatrove.steps.annotate import Progress
+
+    progress = Progress(3600, expected_docs=10, label="task 0", stream=io.StringIO())
+    progress.add(4, 9, 2000)
+    line = progress.line(now=progress.start + 8.0)
+    progress.stop()
+    assert line == (
+        "refine task 0: 4/10 docs, 9 chunks, 250 prompt tok/s, 0.50 docs/s, elapsed 8s, ETA 12s"
+    )
+    stream = io.StringIO()
+    step = RefineModelAnnotator(
+        model="m", backend=ScriptedBackend(nav_remover), progress_every=0.01, expected_docs=3, batch_size=1
+    )
+
+    def slow(data):
+        for doc in data:
+            time.sleep(0.05)
+            yield doc
+
+    import sys
+
+    old, sys.stderr = sys.stderr, stream
+    try:
+        run_step(step, slow([make_doc(i) for i in range(3)]))
+    finally:
+        sys.stderr = old
+    lines = stream.getvalue().splitlines()
+    assert lines and all(ln.startswith("refine task 0: ") for ln in lines)
+    assert any("/3 docs" in ln and "ETA" in ln for ln in lines)
+    with pytest.raises(ValueError):
+        RefineModelAnnotator(model="m", backend="transformers", progress_every=0)
+
+
+def test_workers_split_the_cores_between_transformers_backends(tiny_model_dir, monkeypatch):
+    from refinex_datatrove.llm.transformers_backend import default_num_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    step = RefineModelAnnotator(model=tiny_model_dir, backend="transformers", workers=2)
+    assert step._make_backend().num_threads == default_num_threads(2)
+    explicit = RefineModelAnnotator(
+        model=tiny_model_dir, backend="transformers", workers=2, backend_kwargs={"num_threads": 3}
+    )
+    assert explicit._make_backend().num_threads == 3
+    assert RefineModelAnnotator(model=tiny_model_dir, backend="transformers")._make_backend().num_threads is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's own setting wins
+    assert RefineModelAnnotator(model=tiny_model_dir, backend="transformers", workers=2)._make_backend().num_threads is None
