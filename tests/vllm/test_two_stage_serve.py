@@ -64,14 +64,29 @@ def refined(work: Path) -> list[tuple[str, str]]:
     return got
 
 
-def test_kill_after_first_checkpoint_then_rerun_equals_uninterrupted(tmp_path, merged_dir):
+@pytest.fixture
+def runs():
+    """The runs a test started; whatever is left of their process groups is killed at teardown."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        if group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.timeout(1800)
+def test_kill_after_first_checkpoint_then_rerun_equals_uninterrupted(tmp_path, merged_dir, runs):
+    t0 = time.monotonic()
     docs = demo_docs(N_DOCS)
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
     originals = {d["id"]: d["text"] for d in docs}
 
     reference = start(tmp_path, "reference", merged_dir)
+    runs.append(reference)
     finish(reference, tmp_path / "reference.log")
+    print(f"uninterrupted run {time.monotonic() - t0:.0f} s")
     expected = annotated(tmp_path / "reference")
     assert set(expected) == set(originals)
     chunks = [c for _, cs in expected.values() for c in cs]
@@ -83,6 +98,7 @@ def test_kill_after_first_checkpoint_then_rerun_equals_uninterrupted(tmp_path, m
     assert all(is_deletion_of(originals[i], t) for i, t in expected_refined)
 
     victim = start(tmp_path, "victim", merged_dir)
+    runs.append(victim)
     marker = tmp_path / "victim" / "checkpoints" / "last_chunk" / "00000.txt"
     deadline = time.monotonic() + 600
     while not marker.exists():
@@ -95,12 +111,15 @@ def test_kill_after_first_checkpoint_then_rerun_equals_uninterrupted(tmp_path, m
     while group_alive(victim.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not group_alive(victim.pid), "vllm serve outlived kill -9 of its run"
+    print(f"killed after the first checkpoint at {time.monotonic() - t0:.0f} s")
     done_at_kill = int(marker.read_text().strip())
     assert done_at_kill < N_DOCS // RECORDS_PER_CHUNK - 1, "the kill must land before the last chunk"
     assert not (tmp_path / "victim" / "refined").exists() or len(refined(tmp_path / "victim")) < N_DOCS
 
     resumed = start(tmp_path, "victim", merged_dir)
+    runs.append(resumed)
     finish(resumed, tmp_path / "victim.log")
+    print(f"rerun done at {time.monotonic() - t0:.0f} s")
     got = annotated(tmp_path / "victim")
     assert got == expected
     assert refined(tmp_path / "victim") == expected_refined
