@@ -1,6 +1,7 @@
 """The two-stage recipe with datatrove's InferenceRunner starting a real ``vllm serve`` (server_type "vllm") on the
-CPU: an uninterrupted run, and a run killed (``kill -9`` of its whole process group, server included) right
-after its first checkpoint and then rerun, give identical outputs with nothing lost or duplicated.
+CPU: an uninterrupted run, and a run killed (``kill -9`` of its whole process group, server included) right after
+its first checkpoint and then rerun, give identical outputs with nothing lost or duplicated. The runs are guided,
+so the rollout's ``structured_outputs`` payload meets the real server too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 
 from refinex_datatrove.program import is_deletion_of
 from tests.vllm.conftest import ROOT, demo_docs, group_alive, vllm_env
+from tests.vllm.test_offline_engine import invalid_calls
 
 
 pytestmark = pytest.mark.vllm
@@ -92,6 +94,8 @@ def test_kill_after_first_checkpoint_then_rerun_equals_uninterrupted(tmp_path, m
     chunks = [c for _, cs in expected.values() for c in cs]
     assert chunks and all(c["status"] in ("ok", "truncated", "empty") for c in chunks), chunks  # none failed
     assert any(c["program"] != "keep_all()" for c in chunks)
+    bad = [(c["program"], c["n_lines"]) for c in chunks if invalid_calls(c["program"], c["n_lines"])]
+    assert bad == [], "guided decoding through InferenceRunner let invalid calls through"
     expected_refined = refined(tmp_path / "reference")
     excluded = rows(tmp_path / "reference" / "excluded") if (tmp_path / "reference" / "excluded").is_dir() else []
     assert len(expected_refined) + len(excluded) == N_DOCS  # documents in = out + excluded

@@ -41,6 +41,7 @@ def config(model: str, input_folder: str, work: str, records_per_chunk: int) -> 
             "output_folder": f"{work}/annotated",
             "server_log_folder": f"{work}/server_logs",
             "max_tokens": 128,
+            "guided": True,  # the rollout sends structured_outputs={"regex": ...} in every /v1/completions body
             "metric_interval": 600,
         },
         "output": {"format": "jsonl", "folder": f"{work}/refined", "excluded": f"{work}/excluded",
