@@ -49,7 +49,7 @@ from refinex_datatrove.distill.align import (
 from refinex_datatrove.distill.to_program import distill_program
 from refinex_datatrove.program import RemoveLines, parse_program
 
-DEFAULT_DATA = Path("/work/shared/data/wcxb-dev/pairs.jsonl.gz")
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wcxb-dev" / "pairs.jsonl.gz"
 
 
 def load_docs(path: Path, prefix_chars: int) -> list[tuple[str, list[int]]]:

@@ -35,7 +35,7 @@ from refinex_datatrove.program import Chunk, ChunkProgram, execute_document, par
 from refinex_datatrove.steps.execute import ProgramExecutor
 from refinex_datatrove.steps.quality_filter import QualityFilter
 
-DEFAULT_PAIRS = "/work/shared/data/wcxb-dev/pairs.jsonl.gz"
+DEFAULT_PAIRS = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wcxb-dev" / "pairs.jsonl.gz")
 WINDOW = 6000
 
 
@@ -69,13 +69,18 @@ def build_documents(pairs: list[tuple[str, list[int]]], n_docs: int, seed: int =
             size = min(len(lines), rng.randint(5, 150))
             start = rng.randrange(len(lines) - size + 1)
             lines, labels = lines[start : start + size], keep[start : start + size]
-            text = "\n".join(lines)
-            programs = programs_from_keep_labels(text, labels, window=WINDOW)
-            programs = [_add_remove_str(rng, lines, cp) if rng.random() < 0.3 else cp for cp in programs]
-            doc = Document(text=text, id=f"bench/{len(docs)}")
-            write_program(doc, programs, source="labels", n_lines=len(lines))
-            docs.append(doc)
+            docs.append(_labelled_document(rng, lines, labels, f"bench/{len(docs)}"))
     return docs
+
+
+def _labelled_document(rng: random.Random, lines: list[str], labels: list[int], doc_id: str) -> Document:
+    """A document of ``lines`` with the programs of its keep labels (30 % of chunks gain a ``remove_str``)."""
+    text = "\n".join(lines)
+    programs = programs_from_keep_labels(text, labels, window=WINDOW)
+    programs = [_add_remove_str(rng, lines, cp) if rng.random() < 0.3 else cp for cp in programs]
+    doc = Document(text=text, id=doc_id)
+    write_program(doc, programs, source="labels", n_lines=len(lines))
+    return doc
 
 
 def build_sized_documents(
@@ -97,12 +102,7 @@ def build_sized_documents(
         if n_bytes < 0.9 * size:
             continue
         lines, labels = lines[start:end], keep[start:end]
-        doc_text = "\n".join(lines)
-        programs = programs_from_keep_labels(doc_text, labels, window=WINDOW)
-        programs = [_add_remove_str(rng, lines, cp) if rng.random() < 0.3 else cp for cp in programs]
-        doc = Document(text=doc_text, id=f"bench{size}/{len(docs)}")
-        write_program(doc, programs, source="labels", n_lines=len(lines))
-        docs.append(doc)
+        docs.append(_labelled_document(rng, lines, labels, f"bench{size}/{len(docs)}"))
     return docs
 
 

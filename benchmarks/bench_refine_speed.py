@@ -42,7 +42,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "data" / "demo_web.jsonl"
-DEV_PAIRS = "/work/shared/data/wcxb-dev/pairs.jsonl.gz"
+DEV_PAIRS = str(ROOT.parent / "shared" / "data" / "wcxb-dev" / "pairs.jsonl.gz")
 
 BEFORE: dict[str, Any] = {
     "annotate": {"batch_size": 16, "max_new_tokens": 512, "bound_by_lines": False},
