@@ -18,6 +18,8 @@ Settings:
   count.
 * ``default-1t`` / ``default-2t``: the default with 1 or 2 torch threads forced (threads measured loaded/idle).
 * ``default-fp32``: the default in float32 (what bfloat16 alone brings, and its quality).
+* ``default-fixed8`` / ``default-one-generate``: the default with fixed batches of 8 (no padding bound) or
+  with one ``generate`` call per batch (no decoding rounds): what each of those two changes brings.
 
 Prints per run: seconds, documents/s, prompt tokens/s; then per corpus and setting the median documents/s and
 tokens/s, the speed-up over ``before`` (median and min of the per-repetition ratios) and the deletion F1 /
@@ -57,6 +59,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "default-1t": {"cli": True, "backend": {"num_threads": 1}},
     "default-2t": {"cli": True, "backend": {"num_threads": 2}},
     "default-fp32": {"cli": True, "backend": {"dtype": "float32"}},
+    "default-fixed8": {"cli": True, "backend": {"max_padding": None}},
+    "default-one-generate": {"cli": True, "backend": {"decode_round": None}},
 }
 
 
