@@ -369,11 +369,12 @@ class OpenAIEndpointBackend:
         (``"ConnectError: [Errno 111] Connection refused"``, a timeout). One attempt; for a check before a run."""
         import httpx
 
+        limit = timeout or min(self.timeout, 10.0)
         try:
-            with httpx.Client(timeout=httpx.Timeout(timeout or min(self.timeout, 10.0))) as client:
+            with httpx.Client(timeout=httpx.Timeout(limit)) as client:
                 client.get(self.base_url + "/models", headers=self._headers())
         except httpx.TimeoutException as exc:
-            return f"no answer within {timeout or min(self.timeout, 10.0)} s ({type(exc).__name__})"
+            return f"no answer within {limit} s ({type(exc).__name__})"
         except httpx.TransportError as exc:
             return f"{type(exc).__name__}: {exc}"
         return None
