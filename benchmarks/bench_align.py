@@ -41,13 +41,11 @@ from refinex_datatrove.distill.align import (
     align,
     apply_opcodes,
     deletion_spans,
-    merge_spans,
-    remove_spans,
     span_overlap,
     spans_length,
 )
 from refinex_datatrove.distill.to_program import distill_program
-from refinex_datatrove.program import RemoveLines, parse_program
+from refinex_datatrove.program import RemoveLines, delete_spans, merge_spans, parse_program
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wcxb-dev" / "pairs.jsonl.gz"
 
@@ -86,7 +84,7 @@ def line_deletion_pair(noisy: str, keep: list[int]) -> Pair:
             spans.append((pos, pos + len(line) + 1) if i < last_kept else (pos - 1, pos + len(line)))
         pos += len(line) + 1
     spans = merge_spans(spans)
-    return noisy, remove_spans(noisy, spans), spans, keep
+    return noisy, delete_spans(noisy, spans), spans, keep
 
 
 def mixed_edit_pair(noisy: str, keep: list[int], rng: random.Random) -> tuple[Pair, int]:
@@ -112,7 +110,7 @@ def mixed_edit_pair(noisy: str, keep: list[int], rng: random.Random) -> tuple[Pa
     chars = list(noisy)
     for at in subs:
         chars[at] = "#"
-    refined = remove_spans("".join(chars), spans)
+    refined = delete_spans("".join(chars), spans)
     return (noisy, refined, spans, keep), len(subs)
 
 
@@ -150,7 +148,7 @@ def evaluate(name: str, pairs: list[Pair], n_difflib: int) -> None:
     rejected: dict[str, int] = {}
     exact_output = 0
     for original, refined, truth, keep in pairs:
-        target = remove_spans(original, truth)
+        target = delete_spans(original, truth)
         t0 = time.perf_counter()
         ops = align(original, refined)
         t_all += time.perf_counter() - t0
@@ -158,7 +156,7 @@ def evaluate(name: str, pairs: list[Pair], n_difflib: int) -> None:
         n_true += spans_length(truth)
         al += spans_length(found)
         al_ok += span_overlap(found, truth)
-        if remove_spans(original, found) == target:
+        if delete_spans(original, found) == target:
             # same result, other positions (e.g. the other copy of a repeated line): an equally right answer
             al_eq += spans_length(found) - span_overlap(found, truth)
         res = distill_program(original, refined)
@@ -168,7 +166,7 @@ def evaluate(name: str, pairs: list[Pair], n_difflib: int) -> None:
         di_true += spans_length(truth)
         di += res.deleted_chars
         di_ok += span_overlap(res.deleted_spans, truth)
-        if remove_spans(original, res.deleted_spans) == target:
+        if delete_spans(original, res.deleted_spans) == target:
             exact_output += 1
             di_eq += res.deleted_chars - span_overlap(res.deleted_spans, truth)
         lines = original.split("\n")

@@ -4,7 +4,7 @@ Two pipelines, each one datatrove task (LocalPipelineExecutor, workers=1) over a
 
 * ``execute``: GuardedJsonlReader -> ProgramExecutor -> QualityFilter (with exclusion writer) -> JsonlWriter, on
   documents that already carry a program in ``metadata["refinex"]``;
-* ``annotate``: the refine pipeline of :func:`refinex_datatrove.pipelines.build_refine_pipeline` (datatrove
+* ``annotate``: the refine pipeline of :func:`refinex_datatrove.recipes.build_refine_pipeline` (datatrove
   filters off) with a scripted test double as the model: annotate -> execute -> quality -> write;
 * ``annotate_scripted`` (not run by default): the same with ``ScriptedBackend``, which records every request.
 
@@ -127,7 +127,7 @@ def child(mode: str, input_dir: str, output_dir: str) -> dict:
             JsonlWriter(f"{output_dir}/refined"),
         ]
     else:
-        from refinex_datatrove.pipelines import build_refine_pipeline
+        from refinex_datatrove.recipes import build_refine_pipeline
 
         config = {
             "reader": {"format": "jsonl", "data_folder": input_dir, "glob_pattern": "*.jsonl.gz"},

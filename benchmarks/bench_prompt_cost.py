@@ -50,7 +50,7 @@ def load_tokenizer() -> Any:
     """The SmolLM2-135M-Instruct tokenizer, offline."""
     from transformers import AutoTokenizer
 
-    from refinex_datatrove.models import SMOLLM2_GGUF_FILE, cache_root, smollm2_package_dir
+    from refinex_datatrove.refine_model.weights import SMOLLM2_GGUF_FILE, cache_root, smollm2_package_dir
 
     converted = cache_root() / "SmolLM2-135M-Instruct-hf"
     if (converted / "tokenizer_config.json").is_file():
@@ -92,7 +92,7 @@ def chat_template_tokens(tok: Any) -> int | None:
 
 
 def measure(tok: Any, rows: list[dict[str, Any]], windows: Sequence[int]) -> dict[str, Any]:
-    from refinex_datatrove.annotate import needs_request
+    from refinex_datatrove.refine_model.requests import needs_request
     from refinex_datatrove.labels import programs_from_keep_labels
     from refinex_datatrove.program import render_chunk, render_prompt, split_lines
 
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
 
-    from refinex_datatrove.annotate import DEFAULT_WINDOW
+    from refinex_datatrove.refine_model.card import DEFAULT_WINDOW
     from refinex_datatrove.program import REFINE_INSTRUCTION
 
     windows = args.windows or [DEFAULT_WINDOW, 1_200]

@@ -12,7 +12,7 @@ Settings:
   fixed batches of 8 requests (28 % padding on the demo), one ``generate`` call per batch (it decodes until its
   longest row ends), 512 tokens per program.
 * ``demo-before``: the same with ``--max-new-tokens 128``, which ``make demo`` used to pass.
-* ``default``: ``refinex refine IN OUT`` now, with no flags (:func:`refinex_datatrove.refine_cli.build_config`):
+* ``default``: ``refinex refine IN OUT`` now, with no flags (:func:`refinex_datatrove.cli.refine.build_config`):
   bfloat16 where the CPU has it, the cores as torch threads with ``OMP_WAIT_POLICY=PASSIVE``, batches
   closed at 10 % padding, decoding in rounds that drop finished rows, each chunk's program bounded by its line
   count.
@@ -85,7 +85,7 @@ def _annotator(setting: dict[str, Any]) -> Any:
     from refinex_datatrove.steps.annotate import RefineModelAnnotator
 
     if setting.get("cli"):
-        from refinex_datatrove.refine_cli import add_refine_parser, build_config
+        from refinex_datatrove.cli.refine import add_parser as add_refine_parser, build_config
 
         parser = argparse.ArgumentParser()
         add_refine_parser(parser.add_subparsers())
@@ -107,7 +107,7 @@ def worker(name: str, corpus: str, dev_docs: int, pairs: str, demo_docs: int = 0
     from datatrove.data import Document
 
     from refinex_datatrove.eval.metrics import evaluate
-    from refinex_datatrove.train.wcxb import execute_annotated
+    from refinex_datatrove.eval.dev import execute_annotated
 
     records, gold = _corpus(corpus, dev_docs, pairs, demo_docs)
     annotate = _annotator(SETTINGS[name])

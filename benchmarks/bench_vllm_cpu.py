@@ -34,10 +34,11 @@ def main() -> None:
 
     import torch
 
-    from refinex_datatrove.annotate import assemble_annotations, build_requests, plan_chunks
+    from refinex_datatrove.refine_model.requests import assemble_annotations, build_requests, plan_chunks
     from refinex_datatrove.llm.base import GenerationParams
     from refinex_datatrove.program import ChunkProgram, execute_document
-    from refinex_datatrove.steps.annotate import make_refine_backend, resolve_model
+    from refinex_datatrove.refine_model.backend import make_refine_backend
+    from refinex_datatrove.refine_model.card import resolve_model
 
     torch.set_num_threads(args.threads)
     docs = [json.loads(line) for line in Path(args.data).read_text(encoding="utf-8").splitlines() if line.strip()]

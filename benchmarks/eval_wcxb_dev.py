@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from refinex_datatrove.eval.metrics import format_table
-    from refinex_datatrove.train.wcxb import evaluate_on_dev
+    from refinex_datatrove.eval.dev import evaluate_on_dev
 
     t0 = time.time()
     result = evaluate_on_dev(

@@ -20,39 +20,19 @@ from __future__ import annotations
 
 import sys
 
-from refinex_datatrove.launch import (
-    ExecutorArgs,
-    dryrun_report,
-    load_config,
-    make_executor,
-    make_parser,
-    submitted_jobs,
-)
-from refinex_datatrove.pipelines import build_two_stage, format_summary, merge_completed_stats, refine_summary
+from refinex_datatrove.launch import run_script
+from refinex_datatrove.recipes import two_stage_stages
+from refinex_datatrove.run_stats import finish_local_run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser(__doc__.split("\n", 1)[0], default_config="pipelines/configs/refine_two_stage.yaml")
-    args = parser.parse_args(argv)
-    config = load_config(args.config, args.overrides)
-    stage1_args = ExecutorArgs.from_dict(config.get("executor"))
-    stage2_args = ExecutorArgs.from_dict(config.get("stage2_executor"), "stage2_executor")
-    if stage1_args.executor != stage2_args.executor:
-        raise ValueError("executor and stage2_executor must both be local or both slurm (datatrove's depends=)")
-    config["executor"], config["stage2_executor"] = stage1_args.to_dict(), stage2_args.to_dict()
-    stage1_steps, stage2_steps = build_two_stage(config)
-    stage1 = make_executor(stage1_steps, stage1_args)
-    stage2 = make_executor(stage2_steps, stage2_args, depends=stage1)
-    if args.dryrun:
-        print(dryrun_report(config, {"annotate (stage 1)": stage1, "execute + filter (stage 2)": stage2}))
-        return 0
-    stage2.run()  # runs stage 1 first (depends=)
-    if stage2_args.executor == "local":
-        merge_completed_stats(stage2_args.logging_dir)  # a resumed run: every completed task, not only this launch's
-        print(format_summary(refine_summary(stage2_args.logging_dir)))
-    else:  # stage 2 waits for stage 1 (afterok): it never starts when a stage-1 task fails
-        print(submitted_jobs({"annotate (stage 1)": stage1, "execute + filter (stage 2)": stage2}))
-    return 0
+    return run_script(
+        __doc__.split("\n", 1)[0],
+        argv,
+        two_stage_stages,
+        finish_local_run,
+        default_config="pipelines/configs/refine_two_stage.yaml",
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-
 __version__ = "0.1.0"
 
 _STEPS = {

@@ -25,7 +25,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -196,28 +197,24 @@ def make_executor(pipeline: list[Any], args: ExecutorArgs, depends: Any = None) 
         args: executor settings.
         depends: an executor of the same kind that must finish first (datatrove's ``depends=``).
     """
-    if args.executor == "local":
-        from datatrove.executor import LocalPipelineExecutor
-
-        return LocalPipelineExecutor(
-            pipeline=pipeline,
-            tasks=args.tasks,
-            workers=args.workers,
-            logging_dir=args.logging_dir,
-            skip_completed=args.skip_completed,
-            depends=depends,
-        )
-    from datatrove.executor import SlurmPipelineExecutor
-
-    s = args.slurm
-    venv_path, env_command = job_environment(s.venv_path, s.env_command)
-    return SlurmPipelineExecutor(
+    common = dict(
         pipeline=pipeline,
         tasks=args.tasks,
         workers=args.workers,
         logging_dir=args.logging_dir,
         skip_completed=args.skip_completed,
         depends=depends,
+    )
+    if args.executor == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return LocalPipelineExecutor(**common)
+    from datatrove.executor import SlurmPipelineExecutor
+
+    s = args.slurm
+    venv_path, env_command = job_environment(s.venv_path, s.env_command)
+    return SlurmPipelineExecutor(
+        **common,
         partition=s.partition,
         time=s.time,
         cpus_per_task=s.cpus_per_task,
@@ -268,8 +265,10 @@ def submitted_jobs(executors: Mapping[str, Any]) -> str:
     for name, executor in executors.items():
         job_id = getattr(executor, "job_id", None)
         if job_id in (None, -1):
-            lines.append(f"{name}: all {executor.tasks} tasks already completed in {executor.logging_dir.path}; "
-                         "nothing submitted")
+            lines.append(
+                f"{name}: all {executor.tasks} tasks already completed in {executor.logging_dir.path}; "
+                "nothing submitted"
+            )
             continue
         lines.append(
             f"{name}: submitted Slurm job {job_id}; completions, per-task logs and stats.json (merged when every "
@@ -305,37 +304,105 @@ def dryrun_report(config: Mapping[str, Any], executors: Mapping[str, Any]) -> st
     return "\n".join(parts) + "\n"
 
 
-def read_merged_stats(logging_dir: str | Path) -> list[dict[str, Any]]:
-    """The merged ``stats.json`` a finished local executor writes: one entry per pipeline step.
+@dataclass(frozen=True)
+class Stage:
+    """One named executor of a pipeline script; a later stage ``depends=`` on the earlier ones."""
 
-    Raises:
-        FileNotFoundError: no merged stats (the run did not finish, or it was submitted to Slurm).
+    name: str
+    executor: Any
+    args: ExecutorArgs
+
+
+def run_script(
+    description: str,
+    argv: Sequence[str] | None,
+    build_stages: Callable[[dict[str, Any]], Sequence[Stage]],
+    summarise: Callable[[str], str],
+    default_config: str | None = None,
+) -> int:
+    """The ``main()`` of every script in ``pipelines/``: parse ``--config`` / ``--set`` / ``--dryrun``, build the
+    stages, then print the dry run, or run the last stage (which runs the ones it depends on) and print
+    ``summarise(logging_dir)`` of a local run or the submitted Slurm jobs.
+
+    Args:
+        description: the script's one-line description (``--help``).
+        build_stages: the resolved config -> the stages, in order.
+        summarise: the last stage's logging dir -> the text printed after a local run.
     """
-    return json.loads((Path(logging_dir) / "stats.json").read_text(encoding="utf-8"))
+    args = make_parser(description, default_config=default_config).parse_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+        stages = list(build_stages(config))
+    except (ValueError, FileNotFoundError) as e:  # a config the stages cannot be built from
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    executors = {stage.name: stage.executor for stage in stages}
+    if args.dryrun:
+        print(dryrun_report(config, executors))
+        return 0
+    last = stages[-1]
+    last.executor.run()
+    if last.args.executor == "local":
+        print(summarise(last.args.logging_dir))
+    else:  # a later stage waits for the earlier ones (afterok): it never starts when one of their tasks fails
+        print(submitted_jobs(executors))
+    return 0
 
 
-def step_stats(merged: list[dict[str, Any]], name: str) -> dict[str, int | float]:
-    """Totals of the first step whose name contains ``name``: ``{label: total}``."""
-    for entry in merged:
-        if name in entry.get("name", ""):
-            return {
-                label: (value["total"] if isinstance(value, dict) else value)
-                for label, value in entry.get("stats", {}).items()
-            }
-    raise KeyError(f"no step named like {name!r} in the stats ({[e.get('name') for e in merged]})")
+def accepted_keys(target: Any) -> set[str] | None:
+    """The keyword arguments ``target`` (a class or function) accepts, following ``**kwargs`` up a class's MRO;
+    ``None`` when it accepts any."""
+    import inspect
+
+    keys: set[str] = set()
+    inits = (
+        [k.__dict__["__init__"] for k in target.__mro__ if "__init__" in k.__dict__]
+        if isinstance(target, type)
+        else [target]
+    )
+    for init in inits:
+        try:
+            params = inspect.signature(init).parameters
+        except (TypeError, ValueError):  # a builtin without a signature
+            return None
+        keys |= {
+            name
+            for name, p in params.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in ("self", "cls")
+        }
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return keys
+    return None
+
+
+def config_call(where: str, target: Any, kwargs: Mapping[str, Any], **fixed: Any) -> Any:
+    """``target(**kwargs, **fixed)`` for the config section ``where``, after checking that every key of ``kwargs``
+    is one ``target`` accepts: a typo is a ``ValueError`` naming the key and the valid ones, not a ``TypeError``
+    from deep inside a constructor."""
+    known = accepted_keys(target)
+    if known is not None:
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            valid = ", ".join(sorted(known - set(fixed)))
+            raise ValueError(
+                f"unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)}; valid keys of {where}: {valid}"
+            )
+    return target(**kwargs, **fixed)
 
 
 __all__ = [
     "ExecutorArgs",
     "SlurmArgs",
+    "Stage",
+    "accepted_keys",
     "apply_override",
+    "config_call",
     "describe_executor",
     "dryrun_report",
     "job_environment",
     "load_config",
     "make_executor",
     "make_parser",
-    "read_merged_stats",
-    "step_stats",
+    "run_script",
     "submitted_jobs",
 ]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -156,34 +157,47 @@ def test_usage_errors_exit_2(doc_file):
         cli.main(["render", str(doc_file), "--window", "0"])
 
 
-def test_registry_adds_subcommands_lazily_and_skips_missing_modules(monkeypatch, capsys):
+def test_every_subcommand_module_is_registered_under_its_own_name():
+    """One module per subcommand in ``refinex_datatrove/cli/``, each registered once with ``add_parser``/``run``."""
+    import pkgutil
+
+    import refinex_datatrove.cli as package
+
+    modules = {m.name for m in pkgutil.iter_modules(package.__path__)} - {"common", "__main__"}
+    assert modules == set(cli.SUBCOMMANDS)
+    parser = cli.build_parser()
+    choices = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(choices) == set(cli.SUBCOMMANDS)
+    for name, module in cli.SUBCOMMANDS.items():
+        assert module.__name__ == f"refinex_datatrove.cli.{name}"
+        assert choices[name].get_default("_run") is module.run
+
+
+def test_a_new_subcommand_is_one_entry(monkeypatch, capsys):
     module = types.ModuleType("fake_refinex_subcommand")
 
-    def add_hello_parser(subparsers):
+    def add_parser(subparsers):
         subparsers.add_parser("hello").add_argument("--name", default="world")
 
-    def run_hello(args):
+    def run(args):
         print(f"hello {args.name}")
         return 3
 
-    module.add_hello_parser, module.run_hello = add_hello_parser, run_hello
-    monkeypatch.setitem(sys.modules, "fake_refinex_subcommand", module)
-    subcommands = [
-        *cli.SUBCOMMANDS,
-        cli.Subcommand("hello", "fake_refinex_subcommand", "add_hello_parser", "run_hello"),
-        cli.Subcommand("later", "refinex_datatrove.not_written_yet", "add_later_parser", "run_later"),
-    ]
-    monkeypatch.setattr(cli, "SUBCOMMANDS", subcommands)
+    module.add_parser, module.run = add_parser, run
+    monkeypatch.setitem(cli.SUBCOMMANDS, "hello", module)
     assert cli.main(["hello", "--name", "refinex"]) == 3
     assert capsys.readouterr().out == "hello refinex\n"
-    with pytest.raises(SystemExit):
-        cli.main(["later"])
 
 
-def test_registry_does_not_hide_broken_modules(monkeypatch):
-    broken = cli.Subcommand("broken", "refinex_datatrove.cli", "no_such_function", "run_apply")
-    with pytest.raises(AttributeError):
-        cli.build_parser([broken])
+def test_the_command_line_imports_no_heavy_library():
+    """``refinex --help`` loads every subcommand module: none may import datatrove, torch or transformers."""
+    code = (
+        "import sys, refinex_datatrove.cli as c; c.build_parser(); "
+        "print(sorted(m for m in ('datatrove', 'torch', 'transformers', 'trl', 'vllm') if m in sys.modules))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
 
 
 def test_apply_on_a_crlf_file_keeps_its_crlf_byte_for_byte(tmp_path):
@@ -198,3 +212,61 @@ def test_apply_on_a_crlf_file_keeps_its_crlf_byte_for_byte(tmp_path):
         assert res.returncode == 0, res.stderr
         expected = b"a\r\nc" if cmd[0] == "apply" else b"[1] a\r\n[2] b\r\n[3] c\n"
         assert res.stdout == expected
+
+
+def test_apply_on_a_terminal_starts_the_summary_on_its_own_line(tmp_path):
+    """In a terminal (stdout and stderr both a pty) the refined text has no final newline: the summary must not be
+    glued to its last line, and stdout keeps the text byte for byte."""
+    import pty
+
+    text, program = tmp_path / "doc.txt", tmp_path / "p.txt"
+    text.write_bytes(b"keep me\nnav | menu\nsee you next month")
+    program.write_bytes(b"remove_lines(2, 2)\n")
+    leader, follower = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "refinex_datatrove.cli", "apply", "--program", str(program), str(text)],
+        stdout=follower, stderr=follower, env=env, timeout=120,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    screen = b"".join(chunks).replace(b"\r\n", b"\n")
+    assert proc.returncode == 0
+    assert b"see you next month\napplied: " in screen
+    assert b"monthapplied" not in screen
+    # through a pipe nothing changes: stdout is exactly the refined text
+    res = _cli("apply", "--program", str(program), str(text))
+    assert res.stdout == b"keep me\nsee you next month"
+    assert res.stderr.startswith(b"applied: ")
+
+
+def test_refine_terminal_filter_drops_datatrove_info_records_only():
+    """``refinex refine`` shows datatrove's warnings and errors, not its INFO / SUCCESS records (stats blocks)."""
+    import io
+
+    from refinex_datatrove.cli.refine import DatatroveInfoFilter
+
+    sink = io.StringIO()
+    quiet = DatatroveInfoFilter(sink)
+    records = {
+        "2026-12-02 08:59:41.382 | SUCCESS  | datatrove.executor.base:_run_for_rank:140 - Processing done\n": False,
+        "2026-12-02 08:59:41.384 | INFO     | datatrove.executor.base:_run_for_rank:147 - \n\nStats: Task 0\n": False,
+        "\x1b[32m2026-12-02 08:59:41.390\x1b[0m | \x1b[1mINFO    \x1b[0m | datatrove - colored\n": False,
+        "[NODE 1] 2026-12-02 08:59:41.390 | INFO     | datatrove - multi-node\n": False,
+        "2026-12-02 08:59:41.390 | WARNING  | refinex - bad line 2 excluded\n": True,
+        "2026-12-02 08:59:41.390 | ERROR    | datatrove - a task failed\n": True,
+        "refine task 0: 12/36 docs, 30 chunks, ETA 1m02s\n": True,
+        "INFO is a word a user may print\n": True,
+    }
+    for text in records:
+        assert quiet.write(text) == len(text)
+    assert sink.getvalue() == "".join(t for t, shown in records.items() if shown)

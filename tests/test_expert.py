@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from refinex_datatrove.expert import (
+from refinex_datatrove.expert_protocol import (
     DEFAULT_WINDOW,
     ExpertStatus,
     assemble_expert_result,

@@ -15,9 +15,8 @@ from refinex_datatrove.launch import (
     load_config,
     make_executor,
     make_parser,
-    read_merged_stats,
-    step_stats,
 )
+from refinex_datatrove.run_stats import read_merged_stats, step_stats
 
 
 @pytest.fixture

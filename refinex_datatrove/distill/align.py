@@ -40,6 +40,8 @@ from collections.abc import Iterable, Sequence
 
 from rapidfuzz.distance import Indel, Levenshtein
 
+from refinex_datatrove.program.executor import merge_spans
+
 Opcode = tuple[str, int, int, int, int]
 """``(tag, i1, i2, j1, j2)``: ``a[i1:i2]`` becomes ``b[j1:j2]``; tag is equal, delete, insert or replace."""
 
@@ -437,18 +439,6 @@ def apply_opcodes(a: str, b: str, opcodes: Iterable[Opcode]) -> str:
     return "".join(parts)
 
 
-def merge_spans(spans: Iterable[Span]) -> list[Span]:
-    """Sort and merge overlapping or touching ``[start, end)`` spans; empty spans are dropped."""
-    out: list[Span] = []
-    for start, end in sorted(s for s in spans if s[1] > s[0]):
-        if out and start <= out[-1][1]:
-            if end > out[-1][1]:
-                out[-1] = (out[-1][0], end)
-        else:
-            out.append((start, end))
-    return out
-
-
 def deletion_spans(opcodes: Iterable[Opcode]) -> list[Span]:
     """Character spans of the original deleted by pure ``delete`` opcodes (``replace`` is not a deletion), merged."""
     return merge_spans((i1, i2) for tag, i1, i2, _j1, _j2 in opcodes if tag == "delete")
@@ -467,19 +457,6 @@ def rewrite_span_length(op: Opcode) -> int:
     if tag == "replace":
         return max(i2 - i1, j2 - j1)
     return 0
-
-
-def remove_spans(text: str, spans: Iterable[Span]) -> str:
-    """``text`` without the characters in ``spans`` (the deletion-only projection)."""
-    parts: list[str] = []
-    pos = 0
-    for start, end in merge_spans(spans):
-        if start < 0 or end > len(text):
-            raise ValueError(f"span {(start, end)} outside text of {len(text)} characters")
-        parts.append(text[pos:start])
-        pos = end
-    parts.append(text[pos:])
-    return "".join(parts)
 
 
 def span_overlap(x: Sequence[Span], y: Sequence[Span]) -> int:

@@ -45,8 +45,6 @@ from refinex_datatrove.distill.align import (
     Span,
     align,
     deletion_spans,
-    merge_spans,
-    remove_spans,
     rewrite_span_length,
     span_overlap,
     spans_length,
@@ -59,8 +57,10 @@ from refinex_datatrove.program import (
     RemoveStr,
     Unit,
     chunk_lines,
+    delete_spans,
     execute_document,
     format_program,
+    merge_spans,
     split_lines,
 )
 
@@ -347,18 +347,29 @@ def _distill(
 
     programs, counts = _write_programs(lines, chunks, plan)
     if config.verify:
-        executed = execute_document(original, programs)
-        expected = remove_spans(original, spans)
-        if executed.text != expected or executed.skipped:
+        error = roundtrip_error(original, programs, spans)
+        if error is not None:
             result.rejection = RejectReason.ROUNDTRIP_MISMATCH
-            result.detail = (
-                f"executing the programs gives {len(executed.text)} characters, the deletion-only projection "
-                f"{len(expected)}; skipped calls: {executed.skipped or 'none'}"
-            )
+            result.detail = error
             return result
     result.chunk_programs = programs
     result.op_counts = counts
     return result
+
+
+def roundtrip_error(original: str, programs: Sequence[ChunkProgram], deleted_spans: Sequence[Span]) -> str | None:
+    """The round trip through the core executor: executing ``programs`` on ``original`` must apply every call and
+    give exactly ``original`` minus ``deleted_spans``. Returns why not, or ``None``."""
+    executed = execute_document(original, programs)
+    expected = delete_spans(original, deleted_spans)
+    if executed.skipped:
+        return f"executing the programs skipped calls: {executed.skipped}"
+    if executed.text != expected:
+        return (
+            f"executing the programs gives {len(executed.text)} characters, the deletion-only projection "
+            f"{len(expected)}"
+        )
+    return None
 
 
 def _plan_lines(lines: list[str], spans: list[Span], config: DistillConfig) -> _LinePlan:

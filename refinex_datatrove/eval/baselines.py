@@ -10,7 +10,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-
 # Mirrors datatrove.pipeline.filters.c4_filters (C4QualityFilter, split_paragraph=True), copied so that this
 # module stays importable without datatrove; a test checks the constants against datatrove's.
 C4_CITATION_REGEX = re.compile(r"\[\d*]|\[edit]|\[citation needed]")

@@ -47,7 +47,6 @@ from rapidfuzz.distance import Indel
 
 from refinex_datatrove.eval.baselines import apply_keep_mask, c4_lines, keep_all
 
-
 WORD_RE = re.compile(r"\w+")
 
 DEFAULT_MAX_BLOCK_CELLS = 40_000

@@ -16,7 +16,7 @@ Pure Python: no datatrove import (it reads what datatrove wrote, as plain dicts)
 from __future__ import annotations
 
 import html
-import json
+import itertools
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,8 +34,6 @@ from refinex_datatrove.program import (
     parse_program,
 )
 from refinex_datatrove.program.executor import max_call_chars
-import itertools
-
 
 DEFAULT_MAX_CHARS = 20_000
 """Characters of a document shown in the report; the rest is summarised in one line."""
@@ -438,7 +436,9 @@ def load_stats(stats: str | os.PathLike | Sequence[Any] | Mapping[str, Any]) -> 
     """
     data: Any = stats
     if isinstance(stats, (str, os.PathLike)):
-        data = json.loads(Path(stats).read_text(encoding="utf-8"))
+        from refinex_datatrove.run_stats import read_stats_file
+
+        data = read_stats_file(stats)
     if isinstance(data, Mapping):
         data = [data]
     if not isinstance(data, Sequence) or not all(isinstance(s, Mapping) and "name" in s for s in data):

@@ -16,7 +16,6 @@ from typing import Any
 
 from refinex_datatrove.llm.base import Generation, GenerationParams, LLMBackend, Messages, Request
 
-
 BACKEND_KINDS = ("transformers", "vllm", "endpoint")
 
 _LAZY = {

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-
 Messages = list[dict[str, str]]
 
 
@@ -87,3 +86,26 @@ class LLMBackend(Protocol):
     def close(self) -> None:
         """Release engines, clients and threads. Safe to call more than once."""
         ...
+
+
+class BatchGenerationError(RuntimeError):
+    """A whole batch failed: ``generate()`` raised, or returned another number of generations than requests."""
+
+
+def generate_batch(backend: LLMBackend, requests: list[Request], params: GenerationParams) -> list[Generation]:
+    """``backend.generate(requests, params)``, one generation per request, checked.
+
+    Raises:
+        BatchGenerationError: the transport raised for the whole batch (the cause chained), or the count of
+            generations is wrong. Each step decides what a failed batch means (the annotator fails its task, the
+            expert records the batch's documents as failed).
+    """
+    if not requests:
+        return []
+    try:
+        generations = backend.generate(requests, params)
+    except Exception as exc:  # a transport that raised for the whole batch
+        raise BatchGenerationError(f"the backend raised ({type(exc).__name__}: {exc})") from exc
+    if len(generations) != len(requests):
+        raise BatchGenerationError(f"the backend returned {len(generations)} generations for {len(requests)} requests")
+    return generations

@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 from refinex_datatrove.llm._util import error_generation
 from refinex_datatrove.llm.base import Generation, GenerationParams, Request
 
-
 GUIDED_FIELDS = ("structured_outputs", "guided_regex")
 
 _STOP_REASONS = {"stop", "eos", "stop_sequence", "end_turn", "tool_calls", "function_call"}

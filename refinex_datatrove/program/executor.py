@@ -22,10 +22,10 @@ The output is always the input with some characters deleted, never anything else
 from __future__ import annotations
 
 from bisect import bisect_left
-from functools import lru_cache
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from itertools import accumulate, compress
 from typing import Literal
 
@@ -287,7 +287,7 @@ def max_call_chars(lines: Sequence[str], chunk: Chunk) -> int:
     return call_length_bound(max(map(len, lines[chunk.start : chunk.end])))
 
 
-def merge_spans(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     """Sort and merge overlapping or touching ``[start, end)`` spans; empty spans are dropped."""
     out: list[tuple[int, int]] = []
     for a, b in sorted(spans):
@@ -310,9 +310,17 @@ def _complement(spans: list[tuple[int, int]], length: int) -> list[tuple[int, in
     return out
 
 
-def delete_spans(text: str, spans: Sequence[tuple[int, int]]) -> str:
-    """``text`` with the given (merged or not) spans deleted."""
-    return "".join(text[a:b] for a, b in _complement(merge_spans(spans), len(text)))
+def delete_spans(text: str, spans: Iterable[tuple[int, int]]) -> str:
+    """``text`` with the given (merged or not) ``[start, end)`` spans deleted: the deletion-only projection.
+
+    Raises:
+        ValueError: a span outside the text.
+    """
+    merged = merge_spans(spans)
+    if merged and (merged[0][0] < 0 or merged[-1][1] > len(text)):
+        bad = merged[0] if merged[0][0] < 0 else merged[-1]
+        raise ValueError(f"span {bad} outside text of {len(text)} characters")
+    return "".join(text[a:b] for a, b in _complement(merged, len(text)))
 
 
 def is_deletion_of(original: str, refined: str) -> bool:

@@ -23,7 +23,6 @@ from enum import StrEnum
 
 from refinex_datatrove.program.ops import FUNCTIONS, KeepAll, Op, RemoveLines, RemoveStr
 
-
 MAX_LINE_NUMBER = 10_000_000
 """Line numbers above this are rejected as ``absurd_integer`` (no chunk has that many lines)."""
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-
 RENDER_FORMAT = "numbered_v1"
 """Recorded with every program and trained model; change it (``_v2``) whenever the rendering changes."""
 

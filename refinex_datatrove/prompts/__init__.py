@@ -12,7 +12,6 @@ import importlib.resources
 import re
 from dataclasses import dataclass
 
-
 REQUIRED_KEYS = ("version", "source", "variables", "system", "user")
 _PLACEHOLDER = re.compile(r"\[\[([A-Za-z_][A-Za-z0-9_]*)\]\]")
 

@@ -1,6 +1,6 @@
 """RefineModelAnnotator: the refine model writes one program per chunk; the programs are stored, not executed.
 
-Two transports share the pure functions of :mod:`refinex_datatrove.annotate`:
+Two transports share the pure functions of :mod:`refinex_datatrove.refine_model.requests`:
 
 * :class:`RefineModelAnnotator`, an inline pipeline step over an :class:`~refinex_datatrove.llm.base.LLMBackend`
   (vLLM in-process, an OpenAI-compatible endpoint, or transformers on CPU), batching documents;
@@ -12,46 +12,50 @@ Two transports share the pure functions of :mod:`refinex_datatrove.annotate`:
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
+from datatrove.utils._import_utils import check_required_dependencies
 from datatrove.utils.batching import batched
 from datatrove.utils.logging import logger
 from datatrove.utils.typeshelper import StatHints
 
-from refinex_datatrove.annotate import (
-    DEFAULT_MAX_CALLS,
-    DEFAULT_MAX_NEW_TOKENS,
+from refinex_datatrove.llm.base import (
+    BatchGenerationError,
+    Generation,
+    GenerationParams,
+    LLMBackend,
+    Request,
+    generate_batch,
+)
+from refinex_datatrove.metadata import META_KEY, empty_refinex, write_program
+from refinex_datatrove.program import ChunkProgram, Unit, split_lines
+from refinex_datatrove.refine_model.backend import BACKEND_DEPENDENCIES, BACKEND_KINDS, make_refine_backend
+from refinex_datatrove.refine_model.card import (
+    DEFAULT_MODEL,
     DEFAULT_UNIT,
     DEFAULT_WINDOW,
+    model_chunking,
+    resolve_model,
+)
+from refinex_datatrove.refine_model.grammar import DEFAULT_MAX_CALLS
+from refinex_datatrove.refine_model.requests import (
+    DEFAULT_MAX_NEW_TOKENS,
     ChunkAnnotation,
     ChunkStatus,
     assemble_annotations,
     build_requests,
     plan_chunks,
 )
-from refinex_datatrove.llm.base import Generation, GenerationParams, LLMBackend, Request
-from refinex_datatrove.metadata import META_KEY, empty_refinex, write_program
-from refinex_datatrove.program import REFINE_INSTRUCTION, RENDER_FORMAT, ChunkProgram, Unit, split_lines
-
 
 PROGRAM_SOURCE = "model"
 """``metadata["refinex"]["program"]["source"]`` of programs written by a refine model."""
-
-DEFAULT_MODEL = "default"
-"""Sentinel for ``model``: the refine model shipped with the package
-(:func:`refinex_datatrove.models.default_model_dir`)."""
-
-BACKEND_KINDS = ("vllm", "endpoint", "transformers")
-
 
 class AnnotateStat(StrEnum):
     """Stats of :class:`RefineModelAnnotator` besides ``total``/``forwarded``."""
@@ -70,106 +74,6 @@ class AnnotateStat(StrEnum):
     DOCS_FAILED = "docs_failed"  # a chunk's request failed for good (e.g. HTTP 4xx): the document is not refined
     BATCH_ERROR = "batch_error"  # generate() raised for a whole batch: the task fails
     METADATA_REPLACED = "refinex_metadata_replaced"  # metadata["refinex"] was not a dict; replaced
-
-
-@dataclass(frozen=True, slots=True)
-class RefineModelInfo:
-    """What a trained refine model folder says about itself (``refinex.json``), or defaults for a bare model.
-
-    Attributes:
-        path: the model folder or id as given (``"default"`` resolved).
-        name: the name recorded with the programs.
-        window: the chunk window the model was trained with, ``None`` if unknown.
-        unit: the window's unit, ``None`` if unknown.
-        adapter: the folder is a LoRA adapter for ``base_model``.
-        meta: the whole ``refinex.json`` (empty for a bare model).
-    """
-
-    path: str
-    name: str
-    window: int | None
-    unit: str | None
-    adapter: bool
-    meta: dict[str, Any]
-
-
-def resolve_model(model: str | os.PathLike[str]) -> RefineModelInfo:
-    """Resolve ``model`` (``"default"``, a trained model folder, a plain model folder or id) and read its
-    ``refinex.json`` when there is one.
-
-    Raises:
-        FileNotFoundError: ``"default"`` but the package ships no default model.
-        ValueError: ``refinex.json`` names another render format than this package's :data:`RENDER_FORMAT`.
-    """
-    model = str(model)
-    if model == DEFAULT_MODEL:
-        from refinex_datatrove.models import default_model_dir
-
-        model = default_model_dir()
-    meta: dict[str, Any] = {}
-    path = Path(model)
-    if path.is_dir() and (path / "refinex.json").is_file():
-        meta = json.loads((path / "refinex.json").read_text(encoding="utf-8"))
-        render = meta.get("render_format")
-        if render != RENDER_FORMAT:
-            raise ValueError(
-                f"{model} was trained on render format {render!r}, this package renders {RENDER_FORMAT!r}: "
-                "its line numbers would not match"
-            )
-        instruction = meta.get("instruction")
-        if instruction is not None and instruction != REFINE_INSTRUCTION:
-            logger.warning(f"{model} was trained with another instruction than REFINE_INSTRUCTION; outputs may suffer")
-    name = path.name if path.is_dir() else model
-    return RefineModelInfo(
-        path=model,
-        name=name or model,
-        window=meta.get("window"),
-        unit=meta.get("unit"),
-        adapter=bool(meta.get("adapter")),
-        meta=meta,
-    )
-
-
-def _adapter_rank(adapter_dir: str) -> int | None:
-    try:
-        cfg = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    r = cfg.get("r")
-    return r if isinstance(r, int) else None
-
-
-def make_refine_backend(
-    kind: str, info: RefineModelInfo, backend_kwargs: Mapping[str, Any] | None = None
-) -> LLMBackend:
-    """Build the backend for a refine model: base model plus adapter where the folder is an adapter.
-
-    Args:
-        kind: ``"vllm"``, ``"endpoint"`` or ``"transformers"``.
-        info: from :func:`resolve_model`.
-        backend_kwargs: passed to :func:`refinex_datatrove.llm.make_backend`; a ``"model"`` entry replaces the
-            model argument (for an endpoint: the name the server serves the model under).
-    """
-    from refinex_datatrove.llm import make_backend
-
-    kw = dict(backend_kwargs or {})
-    model = kw.pop("model", None)
-    if kind == "endpoint":
-        return make_backend(kind, model or info.path, **kw)
-    if model is None and info.adapter:
-        from refinex_datatrove.models import base_model_dir
-
-        model = base_model_dir(info.path)
-        if kind == "transformers":
-            kw.setdefault("adapter", info.path)
-        elif kind == "vllm":
-            kw.setdefault("lora_path", info.path)
-            rank = _adapter_rank(info.path)
-            if rank is not None and rank > 16:
-                extra = dict(kw.get("extra") or {})
-                extra.setdefault("max_lora_rank", rank)
-                kw["extra"] = extra
-    return make_backend(kind, model or info.path, **kw)
 
 
 RETRYABLE_KEY = "retryable"
@@ -283,7 +187,7 @@ def store_annotations(doc: Document, annotations: Sequence[ChunkAnnotation], mod
     """Write the chunk programs to ``doc.metadata["refinex"]["program"]`` (source ``"model"``).
 
     Besides the common schema, the record holds ``"model"`` (the refine model's name) and each chunk its
-    ``"status"`` (:class:`~refinex_datatrove.annotate.ChunkStatus`); a failed chunk's program is ``keep_all()``.
+    ``"status"`` (:class:`~refinex_datatrove.refine_model.requests.ChunkStatus`); a failed chunk's program is ``keep_all()``.
     A ``metadata["refinex"]`` that is not a dict (malformed upstream metadata) is replaced by a fresh one.
 
     Returns:
@@ -337,12 +241,12 @@ class RefineModelAnnotator(PipelineStep):
         backend_kwargs: keyword arguments for the backend (e.g. ``{"base_url": ...}`` for an endpoint,
             ``{"max_model_len": 4096}`` for vLLM).
         window: chunk window; default the model's ``refinex.json`` value, else
-            :data:`~refinex_datatrove.annotate.DEFAULT_WINDOW` characters.
+            :data:`~refinex_datatrove.refine_model.card.DEFAULT_WINDOW` characters.
         unit: window unit (``"chars"`` or ``"words"``); default from ``refinex.json``, else ``"chars"``.
         batch_size: documents per backend call.
         max_new_tokens: bound on each program's length in tokens.
         bound_by_lines: also bound each chunk's program by its line count
-            (:func:`~refinex_datatrove.annotate.chunk_max_tokens`; honoured by the transformers backend and the
+            (:func:`~refinex_datatrove.refine_model.requests.chunk_max_tokens`; honoured by the transformers backend and the
             ``InferenceRunner`` rollout).
         guided: constrain decoding to the program grammar with line numbers within the chunk (backends that
             support it: vLLM, vLLM-served endpoints; transformers ignores it).
@@ -357,6 +261,7 @@ class RefineModelAnnotator(PipelineStep):
 
     name = "🏷️ RefineX annotate"
     type = "🤖 - LLM"
+    _requires_dependencies = ["orjson"]  # and those of the backend kind (BACKEND_DEPENDENCIES), when it is built
 
     def __init__(
         self,
@@ -391,8 +296,7 @@ class RefineModelAnnotator(PipelineStep):
         self.model_name = model_name or info.name
         self.backend = backend
         self.backend_kwargs = dict(backend_kwargs or {})
-        self.window = window if window is not None else (info.window or DEFAULT_WINDOW)
-        self.unit = unit if unit is not None else (info.unit or DEFAULT_UNIT)
+        self.window, self.unit = model_chunking(info, window, unit)
         if self.window < 1:
             raise ValueError(f"window must be >= 1, got {self.window}")
         if info.window is not None and window is not None and window != info.window:
@@ -418,6 +322,8 @@ class RefineModelAnnotator(PipelineStep):
             from refinex_datatrove.llm import default_backend_kind
 
             kind = default_backend_kind()
+        # the backend's own packages, checked where it runs (a dry run or a Slurm launch needs none of them)
+        check_required_dependencies(f"{type(self).__name__}(backend={kind!r})", BACKEND_DEPENDENCIES[kind])
         kwargs = dict(self.backend_kwargs)
         if kind == "transformers" and self.workers > 1 and "num_threads" not in kwargs:
             from refinex_datatrove.llm.transformers_backend import default_num_threads
@@ -431,23 +337,15 @@ class RefineModelAnnotator(PipelineStep):
         return f"refine model {self.model!r}" + (f" at {url}" if url else "")
 
     def _generate(self, backend: LLMBackend, requests: list[Request], first: bool, rank: int) -> list[Generation]:
-        if not requests:
-            return []
         try:
-            generations = backend.generate(requests, self.params)
-        except Exception as exc:
+            generations = generate_batch(backend, requests, self.params)
+        except BatchGenerationError as exc:
             self.stat_update(AnnotateStat.BATCH_ERROR)
             where = "on the first batch" if first else f"mid-run (task {rank})"
             raise GenerationUnavailable(
-                f"{self._where()}: the backend failed {where} ({type(exc).__name__}: {exc}); check the model path, "
-                "backend and server. No document of this batch was written; the task is not complete, rerun "
-                "to finish it"
+                f"{self._where()}: {where}, {exc}; check the model path, backend and server. No document of this "
+                "batch was written; the task is not complete, rerun to finish it"
             ) from exc
-        if len(generations) != len(requests):
-            self.stat_update(AnnotateStat.BATCH_ERROR)
-            raise GenerationUnavailable(
-                f"{self._where()}: the backend returned {len(generations)} generations for {len(requests)} requests"
-            )
         retries = sum(max(0, int(g.extra.get("attempts", 1) or 1) - 1) for g in generations)
         if retries:
             self.stat_update(AnnotateStat.GEN_RETRIES, value=retries)
@@ -639,17 +537,12 @@ def make_annotate_rollout(
 
 
 __all__ = [
-    "BACKEND_KINDS",
-    "DEFAULT_MODEL",
     "PROGRAM_SOURCE",
     "AnnotateRollout",
     "AnnotateStat",
     "GenerationUnavailable",
     "Progress",
     "RefineModelAnnotator",
-    "RefineModelInfo",
     "make_annotate_rollout",
-    "make_refine_backend",
-    "resolve_model",
     "store_annotations",
 ]

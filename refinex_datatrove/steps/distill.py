@@ -12,15 +12,17 @@ from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.logging import logger
 from datatrove.utils.typeshelper import StatHints
 
-from refinex_datatrove.distill.to_program import DistillConfig, DistillResult, RejectReason, distill_document
-from refinex_datatrove.expert import ExpertStatus
+from refinex_datatrove.distill.to_program import (
+    DistillConfig,
+    DistillResult,
+    RejectReason,
+    distill_document,
+    roundtrip_error,
+)
+from refinex_datatrove.expert_protocol import ExpertStatus
 from refinex_datatrove.metadata import MalformedProgramMetadata, empty_refinex, get_refinex, write_program
-from refinex_datatrove.program import Unit, delete_spans, execute_document, split_lines
-
-
-DEFAULT_CHUNK_WINDOW = 12_000
-"""Default program chunk window (characters): the paper's refiner chunks of about 12,000 characters. It must
-match the annotator's window, since the programs' line numbers are local to these chunks."""
+from refinex_datatrove.program import Unit, delete_spans, split_lines
+from refinex_datatrove.refine_model.card import DEFAULT_WINDOW
 
 
 class DistillStat(StrEnum):
@@ -64,13 +66,14 @@ class ProgramDistiller(PipelineStep):
 
     name = "🧪 RefineX distill"
     type = "🔨 - DISTILL"
+    _requires_dependencies = ["rapidfuzz"]
 
     def __init__(
         self,
         *,
         source: Literal["rewrite", "field"] = "rewrite",
         field: str | None = None,
-        window: int = DEFAULT_CHUNK_WINDOW,
+        window: int = DEFAULT_WINDOW,
         unit: Unit = "chars",
         config: DistillConfig | None = None,
         exclusion_writer: DiskWriter | None = None,
@@ -139,16 +142,6 @@ class ProgramDistiller(PipelineStep):
         if delete_spans(doc.text, result.deleted_spans) == refined:
             self.stat_update(DistillStat.MATCHES_REFINED)
 
-    @staticmethod
-    def _roundtrip_error(doc: Document, result: DistillResult) -> str | None:
-        """Independent check with the core executor: the programs must delete exactly ``deleted_spans``."""
-        executed = execute_document(doc.text, result.chunk_programs)
-        if executed.skipped:
-            return f"executing the programs skipped calls: {executed.skipped}"
-        if executed.text != delete_spans(doc.text, result.deleted_spans):
-            return "executing the programs does not give the original minus the distilled deletions"
-        return None
-
     def _reject(self, doc: Document, meta: dict[str, Any], reason: str, detail: str, excluded: Any, rank: int) -> None:
         meta["distill"] = {"status": "rejected", "reason": str(reason), "detail": detail}
         self.stat_update(StatHints.dropped)
@@ -177,7 +170,7 @@ class ProgramDistiller(PipelineStep):
                 if not result.ok:
                     self._reject(doc, meta, str(result.rejection), result.detail, excluded, rank)
                     continue
-                error = self._roundtrip_error(doc, result)
+                error = roundtrip_error(doc.text, result.chunk_programs, result.deleted_spans)
                 if error is not None:
                     self._reject(doc, meta, RejectReason.ROUNDTRIP_MISMATCH, error, excluded, rank)
                     continue
@@ -198,4 +191,4 @@ class ProgramDistiller(PipelineStep):
                 yield doc
 
 
-__all__ = ["DEFAULT_CHUNK_WINDOW", "DistillStat", "ProgramDistiller", "SourceReject"]
+__all__ = ["DistillStat", "ProgramDistiller", "SourceReject"]

@@ -12,18 +12,24 @@ from datatrove.utils.batching import batched
 from datatrove.utils.logging import logger
 from datatrove.utils.typeshelper import StatHints
 
-from refinex_datatrove.expert import (
+from refinex_datatrove.expert_protocol import (
     DEFAULT_WINDOW,
     ExpertResult,
     ExpertStatus,
     assemble_expert_result,
     build_expert_requests,
 )
-from refinex_datatrove.llm.base import Generation, GenerationParams, LLMBackend, Request
+from refinex_datatrove.llm.base import (
+    BatchGenerationError,
+    Generation,
+    GenerationParams,
+    LLMBackend,
+    Request,
+    generate_batch,
+)
 from refinex_datatrove.metadata import META_KEY, MalformedProgramMetadata, empty_refinex, get_refinex
 from refinex_datatrove.program import Chunk, Unit
 from refinex_datatrove.prompts import Prompt, load_prompt
-
 
 EXPERT_PARAMS = GenerationParams(max_tokens=16_384, temperature=0.7, top_p=0.8, top_k=20)
 """The paper's expert decoding (top-p 0.8, top-k 20; temperature 0.7 is Qwen2.5's recommended default).
@@ -60,6 +66,7 @@ class ExpertRefiner(PipelineStep):
 
     name = "🧑‍🏫 RefineX expert"
     type = "🤖 - LLM"
+    _requires_dependencies = [("yaml", "pyyaml")]  # the prompt files; the backend's own are checked when it loads
 
     def __init__(
         self,
@@ -121,19 +128,12 @@ class ExpertRefiner(PipelineStep):
 
     def _generate(self, backend: LLMBackend, requests: list[Request]) -> list[Generation]:
         """One ``generate`` call; a transport exception fails the batch's requests instead of the task."""
-        if not requests:
-            return []
         try:
-            generations = backend.generate(requests, self.params)
-        except Exception as exc:  # a transport that raised for the whole batch
-            logger.warning(f"expert generate() raised for a batch of {len(requests)} requests: {exc!r}")
+            return generate_batch(backend, requests, self.params)
+        except BatchGenerationError as exc:
+            logger.warning(f"expert batch of {len(requests)} requests failed: {exc}")
             self.stat_update(ExpertStat.BATCH_ERROR)
-            return [Generation(text="", finish_reason="error", error=repr(exc)) for _ in requests]
-        if len(generations) != len(requests):
-            logger.warning(f"expert backend returned {len(generations)} generations for {len(requests)} requests")
-            self.stat_update(ExpertStat.BATCH_ERROR)
-            return [Generation(text="", finish_reason="error", error="generation count mismatch") for _ in requests]
-        return generations
+            return [Generation(text="", finish_reason="error", error=str(exc)) for _ in requests]
 
     def _record(self, doc: Document, result: ExpertResult) -> None:
         try:

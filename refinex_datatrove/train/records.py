@@ -1,8 +1,7 @@
 """SFT records for the refine model: one (rendered chunk -> program) pair per chunk.
 
-The prompt is built by the core renderer (:func:`~refinex_datatrove.program.render_chunk` and
-:func:`~refinex_datatrove.program.render_prompt`), the very functions the annotator uses at inference time, so
-training and inference inputs are identical byte for byte. No datatrove import here.
+The prompt is :func:`refinex_datatrove.refine_model.requests.chunk_prompt`, the very function the annotator
+uses at inference time, so training and inference inputs are identical byte for byte. No datatrove import here.
 """
 
 from __future__ import annotations
@@ -10,17 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from refinex_datatrove.program import ChunkProgram, render_chunk, render_prompt, split_lines
-
+from refinex_datatrove.program import ChunkProgram, split_lines
+from refinex_datatrove.refine_model.requests import chunk_prompt
 
 RecordFormat = Literal["conversational", "prompt_completion"]
 RECORD_FORMATS: tuple[str, ...] = ("conversational", "prompt_completion")
-
-
-def chunk_prompt(lines: Sequence[str], chunk_program: ChunkProgram) -> str:
-    """The refine model's raw prompt for one chunk of a document's ``lines`` (the program follows it)."""
-    chunk = chunk_program.chunk
-    return render_prompt(render_chunk(lines[chunk.start : chunk.end]))
 
 
 def sft_records(
@@ -52,7 +45,7 @@ def sft_records(
             raise ValueError(f"chunk {chunk} does not fit in a document of {len(lines)} lines")
         if chunk.skipped:
             continue
-        prompt = chunk_prompt(lines, cp)
+        prompt = chunk_prompt(lines, chunk)
         if fmt == "conversational":
             records.append(
                 {
@@ -70,4 +63,4 @@ def sft_record_chunk_indices(chunk_programs: Sequence[ChunkProgram]) -> list[int
     return [k for k, cp in enumerate(chunk_programs) if not cp.chunk.skipped]
 
 
-__all__ = ["RECORD_FORMATS", "RecordFormat", "chunk_prompt", "sft_record_chunk_indices", "sft_records"]
+__all__ = ["RECORD_FORMATS", "RecordFormat", "sft_record_chunk_indices", "sft_records"]

@@ -47,13 +47,13 @@ from __future__ import annotations
 
 import argparse
 import glob
-import gzip
-import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from refinex_datatrove.files import iter_json_objects
+from refinex_datatrove.refine_model.card import refinex_metadata, write_refinex_json
 
 
 @dataclass
@@ -148,17 +148,6 @@ def _data_files(paths: list[str]) -> list[Path]:
     return files
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if line.strip():
-                try:
-                    yield lineno, json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON ({e})") from None
-
-
 def _records_from_document(row: dict[str, Any], fmt: str) -> list[dict[str, Any]] | str:
     """SFT records from a datatrove document (JsonlWriter output) carrying chunk programs.
 
@@ -200,7 +189,7 @@ def load_sft_records(
     counts: dict[str, int] = {"files": 0, "records": 0, "documents": 0}
     for path in _data_files(paths):
         counts["files"] += 1
-        for lineno, row in _read_jsonl(path):
+        for _, lineno, row in iter_json_objects(str(path)):
             if "prompt" in row and "completion" in row:
                 records.append(row)
             elif "text" in row:  # datatrove's JsonlWriter leaves out empty metadata
@@ -233,44 +222,6 @@ def _record_chunking(records: list[dict[str, Any]], window: int | None, unit: st
     if unit is not None and rec_unit is not None and unit != rec_unit:
         raise ValueError(f"--unit {unit} disagrees with the records' unit {rec_unit}")
     return (window if window is not None else rec_window), (unit if unit is not None else rec_unit)
-
-
-def write_refinex_json(out_dir: str | os.PathLike[str], meta: dict[str, Any]) -> str:
-    """Write ``refinex.json`` (see :mod:`refinex_datatrove.models`) into ``out_dir``; returns its path."""
-    from refinex_datatrove.models import REFINEX_JSON
-
-    path = Path(out_dir) / REFINEX_JSON
-    path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return str(path)
-
-
-def refinex_metadata(
-    *,
-    window: int | None,
-    unit: str | None,
-    base_model: str,
-    base_gguf_file: str | None,
-    adapter: bool,
-    prompt_style: str | None = None,
-) -> dict[str, Any]:
-    """The ``refinex.json`` content for a model trained on records rendered by the core renderer.
-
-    ``prompt_style`` is ``"raw"`` (prompt/completion strings, the package's
-    :data:`~refinex_datatrove.program.render.PROMPT_STYLE`) or ``"chat"`` (conversational records, trained through
-    the tokenizer's chat template); default :data:`PROMPT_STYLE`.
-    """
-    from refinex_datatrove.program.render import PROMPT_STYLE, REFINE_INSTRUCTION, RENDER_FORMAT
-
-    return {
-        "render_format": RENDER_FORMAT,
-        "prompt_style": prompt_style or PROMPT_STYLE,
-        "instruction": REFINE_INSTRUCTION,
-        "window": window,
-        "unit": unit,
-        "base_model": base_model,
-        "base_gguf_file": base_gguf_file,
-        "adapter": adapter,
-    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -328,7 +279,7 @@ def build_trainer(script_args: RefinexSFTArgs, training_args: Any, model_args: A
     from transformers import AutoTokenizer
     from trl import SFTTrainer, get_peft_config
 
-    from refinex_datatrove.models import SMOLLM2_GGUF_FILE, SMOLLM2_PACKAGE, resolve_model_path
+    from refinex_datatrove.refine_model.weights import SMOLLM2_GGUF_FILE, SMOLLM2_PACKAGE, resolve_model_path
 
     if not script_args.dataset_path:
         raise ValueError("--dataset_path is required (SFT record files or datatrove output folders)")
@@ -489,34 +440,127 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str 
     return TrlParser(dataclass_types, prog=prog)
 
 
-def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``refinex train``: every argument goes to :func:`cli` (``refinex train --help`` lists them).
-
-    The ``refinex`` CLI is plain argparse, so the sub-command passes its arguments through untouched and the
-    ``TrlParser`` (``--config`` YAML + overrides) parses them; trl is imported only when the command runs.
-    """
-    p = subparsers.add_parser(
-        "train",
-        help="train a refine model with TRL SFT (see `refinex train --help`)",
-        add_help=False,
-        prefix_chars="\x00",  # nothing looks like an option here: all arguments are passed through
-    )
-    p.add_argument("train_argv", nargs=argparse.REMAINDER)
-    return p
-
-
-def run_train(args: argparse.Namespace) -> int:
-    """Run ``refinex train``; returns the exit status."""
-    cli(list(args.train_argv), prog="refinex train")
-    return 0
-
-
-def cli(argv: list[str] | None = None, prog: str | None = None) -> str:
-    """Parse ``argv`` (``--config file.yaml`` plus overrides) and run :func:`main`."""
+def train_from_argv(argv: list[str] | None = None, prog: str | None = None) -> str:
+    """Parse ``argv`` (``--config file.yaml`` plus overrides) and run :func:`main`; returns the output folder."""
     parser = make_parser(prog=prog)
     script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
     return main(script_args, training_args, model_args)
 
 
+TRAIN_OPTIONS_SHOWN = (
+    "output_dir", "model_name_or_path", "learning_rate", "num_train_epochs", "max_steps",
+    "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "bf16", "save_steps",
+    "use_peft", "lora_r", "lora_alpha", "lora_target_modules",
+)  # fmt: skip
+"""The TRL options ``refinex train --help`` lists (``--help-all`` lists every one)."""
+
+
+def short_help(prog: str = "refinex train") -> str:
+    """``--help`` of the train script: the usual options, not TRL's ~900 lines (``--help-all``)."""
+    import dataclasses
+
+    lines = [
+        f"usage: {prog} --config FILE.yaml [--set KEY=VALUE ...] [--dryrun] [--KEY VALUE ...]",
+        "",
+        "Train a refine model with TRL's SFTTrainer (loss on the program tokens only) and save it with its "
+        "refinex.json.",
+        "",
+        "  --config FILE.yaml   every option below as a YAML key (pipelines/configs/train_refiner.yaml: the paper's",
+        "                       settings on GPUs; train_default_smollm2.yaml: the shipped CPU model)",
+        "  --set KEY=VALUE      override one option of the config (repeatable); the same as --KEY VALUE",
+        "  --dryrun             print the resolved options and exit without training",
+        "  --help-all           every option of RefinexSFTArgs, trl.SFTConfig and trl.ModelConfig",
+        "",
+        "refine-model data options (RefinexSFTArgs):",
+    ]
+    for f in dataclasses.fields(RefinexSFTArgs):
+        lines.append(f"  --{f.name:<20} {f.metadata.get('help', '').split('. ')[0].rstrip('.')}")
+    lines += ["", "most used training options (trl.SFTConfig, trl.ModelConfig):"]
+    lines.append("  " + ", ".join(f"--{name}" for name in TRAIN_OPTIONS_SHOWN))
+    return "\n".join(lines)
+
+
+def script_argv(argv: list[str], default_config: str | None = None) -> tuple[list[str], bool]:
+    """The ``TrlParser`` arguments for the train script's command line, and whether it asks for ``--dryrun``.
+
+    ``--set KEY=VALUE`` becomes ``--KEY VALUE`` (after the config, so it overrides it); without ``--config``,
+    ``default_config`` is used when given.
+    """
+    own = argparse.ArgumentParser(add_help=False)
+    own.add_argument("--dryrun", action="store_true")
+    own.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
+    args, rest = own.parse_known_args(argv)
+    if "--config" not in rest and default_config is not None:
+        rest = ["--config", default_config, *rest]
+    for override in args.overrides:
+        key, sep, value = override.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {override!r} must look like KEY=VALUE")
+        rest += [f"--{key}", value]
+    return rest, args.dryrun
+
+
+def resolve_train_config(argv: list[str], prog: str | None = None) -> dict[str, Any]:
+    """The options ``argv`` (``--config`` YAML, then command-line options) resolve to, as a flat mapping, without
+    building the dataclasses (``SFTConfig`` checks the hardware: ``bf16`` needs a GPU), for ``--dryrun``.
+
+    Raises:
+        ValueError: an unknown key in the config or on the command line.
+    """
+    import yaml
+
+    parser = make_parser(prog=prog)
+    args = list(argv)
+    if "--config" in args:
+        i = args.index("--config")
+        args.pop(i)
+        path = args.pop(i)
+        with open(path, encoding="utf-8") as f:
+            config = yaml.safe_load(f)
+        if not isinstance(config, dict):
+            raise ValueError(f"{path}: the config must be a YAML mapping")
+        config.pop("env", None)
+        unknown = parser.set_defaults_with_config(**config)
+        if unknown:
+            raise ValueError(f"{path}: unknown option(s) {unknown[::2]}")
+    namespace, unknown = parser.parse_known_args(args)
+    if unknown:
+        raise ValueError(f"unknown argument(s) {unknown}")
+    return vars(namespace)
+
+
+def run_train_script(argv: list[str], prog: str, default_config: str | None = None) -> int:
+    """The train script's front door (``refinex train`` and ``pipelines/train_refiner.py``): ``--help``,
+    ``--help-all``, ``--dryrun`` and ``--set`` as the other pipeline scripts have them, then training. Returns the
+    exit status."""
+    import sys
+
+    if "--help-all" in argv:
+        make_parser(prog=prog).print_help()
+        return 0
+    if "-h" in argv or "--help" in argv:
+        print(short_help(prog))
+        return 0
+    try:
+        trl_argv, dryrun = script_argv(argv, default_config)
+        if dryrun:
+            import yaml
+
+            resolved = resolve_train_config(trl_argv, prog=prog)
+            defaults = resolve_train_config([], prog=prog)
+            changed = {k: v for k, v in resolved.items() if defaults.get(k) != v}
+            print("# resolved training options (those that differ from the defaults of RefinexSFTArgs, SFTConfig")
+            print("# and ModelConfig); nothing was trained")
+            print(yaml.safe_dump(changed, sort_keys=True, allow_unicode=True).rstrip())
+            return 0
+    except (ValueError, OSError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    train_from_argv(trl_argv, prog=prog)
+    return 0
+
+
 if __name__ == "__main__":
-    cli()
+    import sys
+
+    sys.exit(run_train_script(sys.argv[1:], prog="python -m refinex_datatrove.train.sft"))

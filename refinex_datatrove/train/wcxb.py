@@ -8,8 +8,8 @@ runs of lines labelled 0 (:func:`refinex_datatrove.labels.programs_from_keep_lab
 Split rule (fixed, used by the default model): a document whose WCXB number (``wcxb/NNNN``) is divisible
 by 10 is in the ``dev`` split and never trained on; every other document is in ``train``.
 
-The record builder imports no datatrove, torch or transformers; the dev evaluation imports the pipeline steps
-inside its functions.
+Pure: imports no datatrove, torch or transformers. The dev evaluation is
+:mod:`refinex_datatrove.eval.dev`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import json
 import os
 import random
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from refinex_datatrove.files import iter_json_objects
 from refinex_datatrove.labels import programs_from_keep_labels
 from refinex_datatrove.program import Unit
 from refinex_datatrove.train.records import sft_record_chunk_indices, sft_records
@@ -49,15 +50,9 @@ def iter_pairs(pairs_path: str | os.PathLike[str], split: Split = "all") -> Iter
     """The records of a WCXB pairs file (``.jsonl`` or ``.jsonl.gz``) in the given split, in file order."""
     if split not in ("train", "dev", "all"):
         raise ValueError(f"split must be 'train', 'dev' or 'all', got {split!r}")
-    path = Path(pairs_path)
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            if split == "all" or wcxb_split(rec["id"]) == split:
-                yield rec
+    for _, _, rec in iter_json_objects(str(pairs_path)):
+        if split == "all" or wcxb_split(rec["id"]) == split:
+            yield rec
 
 
 def _completion_text(record: dict[str, Any]) -> str:
@@ -177,85 +172,9 @@ def sample_dev_pairs(
     return sorted(pool, key=lambda p: p["id"])
 
 
-def annotate_pairs(
-    pairs: Sequence[dict[str, Any]],
-    model: str | os.PathLike[str] = "default",
-    *,
-    backend_kwargs: dict[str, Any] | None = None,
-    batch_size: int = 8,
-    max_new_tokens: int = 128,
-) -> list[Any]:
-    """Write chunk programs for the ``noisy`` text of ``pairs`` with a refine model (``RefineModelAnnotator`` on
-    the transformers backend). Returns the annotated datatrove ``Document`` objects, text unchanged."""
-    from datatrove.data import Document
-
-    from refinex_datatrove.steps.annotate import RefineModelAnnotator
-
-    docs = [Document(text=p["noisy"], id=p["id"], metadata={}) for p in pairs]
-    annotate = RefineModelAnnotator(
-        model=str(model),
-        backend="transformers",
-        backend_kwargs=backend_kwargs,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-    )
-    return list(annotate.run(iter(docs)))
-
-
-def execute_annotated(docs: Sequence[Any], policy: Any = None) -> dict[str, str]:
-    """Run ``ProgramExecutor`` (with ``policy``, an ``ExecPolicy``) on copies of annotated documents; returns
-    id -> refined text. The documents themselves are left as they are, so several policies can be scored."""
-    import copy
-
-    from refinex_datatrove.steps.execute import ProgramExecutor
-
-    execute = ProgramExecutor(policy=policy)
-    return {doc.id: doc.text for doc in execute.run(copy.deepcopy(d) for d in docs)}
-
-
-def evaluate_on_dev(
-    pairs_path: str | os.PathLike[str],
-    model: str | os.PathLike[str] = "default",
-    *,
-    n_docs: int | None = 40,
-    seed: int = 0,
-    backend_kwargs: dict[str, Any] | None = None,
-    batch_size: int = 8,
-    max_new_tokens: int = 128,
-    programs_out: str | os.PathLike[str] | None = None,
-) -> Any:
-    """Line-deletion scores of a refine model on a dev-split sample, next to the keep-all, C4-lines and gold
-    baselines on the same documents (:func:`refinex_datatrove.eval.metrics.evaluate`).
-
-    Args:
-        programs_out: also write the annotated documents there (JSON Lines: ``id``, ``text``, ``metadata``
-            with the chunk programs), to inspect them or re-execute them without the model.
-
-    Returns:
-        The :class:`~refinex_datatrove.eval.metrics.EvalResult` (``format_table`` prints it).
-    """
-    from refinex_datatrove.eval.metrics import evaluate, load_gold
-
-    pairs = sample_dev_pairs(pairs_path, n_docs, seed)
-    docs = annotate_pairs(
-        pairs, model, backend_kwargs=backend_kwargs, batch_size=batch_size, max_new_tokens=max_new_tokens
-    )
-    if programs_out is not None:
-        import orjson
-
-        with open(programs_out, "wb") as f:
-            for d in docs:
-                f.write(orjson.dumps({"id": d.id, "text": d.text, "metadata": d.metadata}) + b"\n")
-    gold = load_gold(pairs, group_key="page_type")
-    return evaluate(execute_annotated(docs), gold, name=Path(str(model)).name or "model")
-
-
 __all__ = [
     "DEV_MODULUS",
-    "annotate_pairs",
     "build_wcxb_records",
-    "evaluate_on_dev",
-    "execute_annotated",
     "iter_pairs",
     "sample_dev_pairs",
     "wcxb_split",

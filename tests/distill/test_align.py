@@ -8,12 +8,11 @@ from refinex_datatrove.distill.align import (
     align,
     apply_opcodes,
     deletion_spans,
-    merge_spans,
-    remove_spans,
     rewrite_opcodes,
     rewrite_span_length,
     span_overlap,
 )
+from refinex_datatrove.program import delete_spans, merge_spans
 
 
 def only_deletions(ops):
@@ -142,7 +141,7 @@ def test_apply_opcodes_rejects_inconsistent_scripts():
 
 def test_span_helpers():
     assert merge_spans([(5, 7), (0, 2), (2, 3), (6, 9), (4, 4)]) == [(0, 3), (5, 9)]
-    assert remove_spans("0123456789", [(1, 3), (8, 10)]) == "034567"
+    assert delete_spans("0123456789", [(1, 3), (8, 10)]) == "034567"
     assert span_overlap([(0, 5), (10, 20)], [(3, 12), (15, 16)]) == 2 + 2 + 1
 
 
@@ -177,7 +176,7 @@ def test_a_deletion_only_rewrite_aligns_as_deletions_only(pair):
     ops = align(a, b)
     assert apply_opcodes(a, b, ops) == b
     assert only_deletions(ops)
-    assert remove_spans(a, deletion_spans(ops)) == b
+    assert delete_spans(a, deletion_spans(ops)) == b
 
 
 def test_pure_line_deletion_agrees_with_whole_text_difflib():
@@ -185,4 +184,4 @@ def test_pure_line_deletion_agrees_with_whole_text_difflib():
     lines = a.split("\n")
     b = "\n".join(line for i, line in enumerate(lines) if i % 4)
     ref = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
-    assert remove_spans(a, deletion_spans(align(a, b))) == remove_spans(a, deletion_spans(ref)) == b
+    assert delete_spans(a, deletion_spans(align(a, b))) == delete_spans(a, deletion_spans(ref)) == b

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from refinex_datatrove.distill.cli import EXIT_REJECTED, run_distill
+from refinex_datatrove.cli.distill import EXIT_REJECTED
+from refinex_datatrove.cli.distill import run as run_distill
 from refinex_datatrove.program import Chunk, ChunkProgram, execute_document, parse_program, split_lines
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,7 +87,7 @@ def test_module_entry_point_and_refinex_console_script(tmp_path):
     a, b = write(tmp_path, "a.txt", ORIGINAL), write(tmp_path, "b.txt", REFINED)
     env = {**os.environ, "LC_ALL": "C", "PYTHONIOENCODING": ""}
     proc = subprocess.run(
-        [sys.executable, "-m", "refinex_datatrove.distill.cli", "--original", a, "--refined", b],
+        [sys.executable, "-m", "refinex_datatrove.cli", "distill", "--original", a, "--refined", b],
         check=False,
         cwd=REPO,
         capture_output=True,

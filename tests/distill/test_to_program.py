@@ -5,7 +5,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from refinex_datatrove.distill import to_program
-from refinex_datatrove.distill.align import align, deletion_spans, remove_spans
+from refinex_datatrove.distill.align import align, deletion_spans
 from refinex_datatrove.distill.to_program import (
     DistillConfig,
     RejectReason,
@@ -13,7 +13,7 @@ from refinex_datatrove.distill.to_program import (
     distill_program,
     format_chunk_programs,
 )
-from refinex_datatrove.program import Chunk, ExecResult, execute_document, parse_program
+from refinex_datatrove.program import Chunk, ExecResult, delete_spans, execute_document, parse_program
 
 
 def programs(result):
@@ -333,7 +333,7 @@ def test_deletion_only_rewrites_reject_with_a_reason_or_round_trip(data, window,
     assert all(not parse_program(cp.program).invalid for cp in res.chunk_programs)
     run = execute_document(original, res.chunk_programs)
     assert not run.skipped
-    assert run.text == remove_spans(original, res.deleted_spans)
+    assert run.text == delete_spans(original, res.deleted_spans)
     # the tolerance rules only ever move whitespace between "deleted" and "kept"
     aligned = set()
     for s, e in deletion_spans(align(original, refined)):
@@ -383,7 +383,7 @@ def test_any_rewrite_rejects_with_a_reason_or_round_trips(data, window):
     assert res.rejection != RejectReason.ROUNDTRIP_MISMATCH
     if res.ok:
         run = execute_document(original, res.chunk_programs)
-        assert not run.skipped and run.text == remove_spans(original, res.deleted_spans)
+        assert not run.skipped and run.text == delete_spans(original, res.deleted_spans)
         assert res.max_rewrite_span < 20
     else:
         assert isinstance(res.rejection, RejectReason) and res.detail

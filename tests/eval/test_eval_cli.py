@@ -195,3 +195,21 @@ def test_report_command_on_a_real_pipeline_output(tmp_path, capsys):
     assert "RefineX execute" in page  # the stats table
     assert "2 documents; 1 changed" in page
     assert main(["report", "--input", str(out), "--out", str(html_path), "--stats", str(tmp_path / "nostats")]) == 2
+
+
+def test_eval_accepts_the_refine_input_format_as_gold(tmp_path):
+    """Gold in the refine input format (``text`` + ``keep``, like ``examples/data/demo_web.jsonl``) scores the same
+    as the WCXB format (``noisy`` + ``keep``): found by itself, or named with ``--text-key text``."""
+    wcxb = _write_gold(tmp_path / "wcxb.jsonl.gz")
+    refine_format = [{"id": g["id"], "text": g["noisy"], "keep": g["keep"]} for g in GOLD]
+    plain = _write_gold(tmp_path / "plain.jsonl.gz", refine_format)
+    refined = _write_refined_folder(tmp_path / "refined", tmp_path / "logs")
+    scores = {}
+    for name, gold, extra in [("wcxb", wcxb, []), ("auto", plain, []), ("named", plain, ["--text-key", "text"])]:
+        out = tmp_path / f"{name}.json"
+        assert main(["eval", "--refined", str(refined), "--gold", str(gold), "--json", str(out), *extra]) == 0
+        data = json.loads(out.read_text())
+        scores[name] = data["methods"]["ours"]["corpus"]
+        assert data["settings"]["text_key"] == ("noisy" if name == "wcxb" else "text")
+    assert scores["auto"] == scores["named"] == scores["wcxb"]
+    assert scores["wcxb"]["del_f1"] == pytest.approx(8 / 11)

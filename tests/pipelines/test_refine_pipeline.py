@@ -79,6 +79,19 @@ def test_dryrun_local_yaml(tmp_path, capsys):
     assert not (tmp_path / "logs").exists()  # nothing ran
 
 
+def test_a_typo_in_set_names_the_key_and_exits_2(capsys):
+    """``pipelines/refine.py --dryrun --set reader.foldr=/tmp`` (a typo): the key and the valid ones, not a
+    TypeError traceback."""
+    refine = _load_script("refine")
+    rc = refine.main(["--config", str(ROOT / "pipelines/configs/refine.yaml"), "--dryrun", "--set", "reader.foldr=/tmp"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "reader.foldr" in err and "valid keys of reader:" in err and "data_folder" in err
+    assert "Traceback" not in err and "TypeError" not in err
+    rc = refine.main(["--config", str(ROOT / "pipelines/configs/refine.yaml"), "--dryrun", "--set", "quality.min_wordz=3"])
+    assert rc == 2 and "quality.min_wordz" in capsys.readouterr().err
+
+
 def test_dryrun_slurm_yaml_submits_nothing(tmp_path, capsys):
     refine = _load_script("refine")
     rc = refine.main(["--config", str(ROOT / "pipelines/configs/refine_slurm.yaml"), "--dryrun",
@@ -106,7 +119,7 @@ def test_dryrun_two_stage_yaml(tmp_path, capsys):
 
 
 def test_unknown_sections_and_filters_are_rejected():
-    from refinex_datatrove.pipelines import build_refine_pipeline, resolve_filters
+    from refinex_datatrove.recipes import build_refine_pipeline, resolve_filters
 
     with pytest.raises(ValueError, match="unknown config section"):
         build_refine_pipeline({"reader": {"data_folder": "x"}, "annotat": {}})
@@ -162,7 +175,7 @@ def test_local_run_filters_annotates_executes_and_writes(tmp_path, fmt, capsys):
         assert "NAV" not in row["text"] and is_deletion_of(originals[row["id"]], row["text"])
         assert row["metadata"]["url"].startswith("https://")
 
-    from refinex_datatrove.pipelines import refine_summary
+    from refinex_datatrove.run_stats import refine_summary
 
     summary = refine_summary(tmp_path / "logs")
     assert summary["documents_in"] == len(docs)
@@ -193,7 +206,7 @@ def test_cli_without_model_uses_the_default_or_says_so(tmp_path, capsys):
 
     _write_jsonl(tmp_path / "in.jsonl", [_web_doc(0)])
     try:
-        from refinex_datatrove.models import default_model_dir
+        from refinex_datatrove.refine_model.card import default_model_dir
 
         default_model_dir()
     except FileNotFoundError:
@@ -207,7 +220,7 @@ def test_cli_without_model_uses_the_default_or_says_so(tmp_path, capsys):
 def test_cli_reader_for_file_and_folder(tmp_path):
     from datatrove.pipeline.readers import JsonlReader
 
-    from refinex_datatrove.refine_cli import reader_section
+    from refinex_datatrove.cli.refine import reader_section
 
     _write_jsonl(tmp_path / "a.jsonl", [_web_doc(0)])
     _write_jsonl(tmp_path / "xa.jsonl", [_web_doc(1)])
@@ -285,12 +298,18 @@ def test_end_to_end_distill_train_refine(tmp_path, capsys):
 
     # 3. refine the raw slice with the trained model through the CLI
     out_dir = tmp_path / "out"
+    capsys.readouterr()
     rc = cli_main(["refine", str(tmp_path / "raw" / "docs.jsonl"), str(out_dir), "--model", str(model_dir),
                    "--backend", "transformers", "--backend-kwarg", "num_threads=1", "--max-new-tokens", "24",
                    "--batch-size", "4", "--min-words", "1", "--compression", "none"])
     assert rc == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert f"documents in: {len(docs)}" in printed
+    # the terminal gets the summary, not datatrove's INFO records and stats blocks (they stay in logs/)
+    assert "Stats" not in captured.err and "Processing done" not in captured.err, captured.err[:2000]
+    assert "Loading weights" not in captured.err
+    assert "Stats: Task 0" in (out_dir / "logs" / "logs" / "task_00000.log").read_text(encoding="utf-8")
 
     refined = read_jsonl_folder(out_dir / "refined")
     excluded = read_jsonl_folder(out_dir / "excluded") if (out_dir / "excluded").exists() else []
@@ -317,7 +336,8 @@ def test_two_stage_rejects_an_adapter_and_merge_makes_a_servable_folder(tmp_path
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from refinex_datatrove.pipelines import build_two_stage, merge_refine_model
+    from refinex_datatrove.recipes import build_two_stage
+    from refinex_datatrove.refine_model.weights import merge_refine_model
     from tests.tiny_model import build_tiny_model
 
     base_dir = build_tiny_model(tmp_path / "tiny")
@@ -357,7 +377,7 @@ def test_cli_defaults_dtype_threads_and_progress(tmp_path):
     import argparse
     import gzip as gz
 
-    from refinex_datatrove.refine_cli import add_refine_parser, build_config, count_input_docs
+    from refinex_datatrove.cli.refine import add_parser as add_refine_parser, build_config, count_input_docs
 
     _write_jsonl(tmp_path / "in" / "a.jsonl", [_web_doc(i) for i in range(3)])
     with gz.open(tmp_path / "in" / "b.jsonl.gz", "wt") as f:

@@ -194,7 +194,7 @@ def test_refine_job_array_equals_a_local_run(slurm_cluster, corpus, local_refine
     assert merged == local_refine["stats"]
     reader = dict(merged)[next(name for name, _ in merged if "READER" in name)]
     assert reader["documents"] == corpus["n_docs"] and reader["input_files"] == N_FILES
-    from refinex_datatrove.pipelines import refine_summary
+    from refinex_datatrove.run_stats import refine_summary
 
     summary = refine_summary(run / "logs")
     assert summary["documents_in"] == corpus["n_docs"] == summary["documents_out"] + summary["excluded_total"]

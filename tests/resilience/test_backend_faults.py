@@ -15,7 +15,7 @@ import re
 import pytest
 from datatrove.data import Document
 
-from refinex_datatrove.annotate import ChunkStatus
+from refinex_datatrove.refine_model.requests import ChunkStatus
 from refinex_datatrove.metadata import META_KEY
 from refinex_datatrove.steps.annotate import AnnotateStat, GenerationUnavailable, RefineModelAnnotator
 from refinex_datatrove.steps.execute import ProgramExecutor

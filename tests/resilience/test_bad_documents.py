@@ -87,7 +87,7 @@ def refine_config(tmp_path: Path) -> dict:
 
 
 def build(config: dict, guard: bool) -> list:
-    from refinex_datatrove.pipelines import build_refine_pipeline
+    from refinex_datatrove.recipes import build_refine_pipeline
 
     steps = build_refine_pipeline(config, backend=ScriptedBackend(nav_remover))
     if guard and not isinstance(steps[0], GuardedJsonlReader):
@@ -103,7 +103,7 @@ def build(config: dict, guard: bool) -> list:
 
 def test_refine_pipeline_reads_through_the_guard(tmp_path):
     """The refine pipeline's JSONL reader must be the guarded one: datatrove's JsonlReader loses records silently
-    (one-line change in ``refinex_datatrove.pipelines.make_reader``)."""
+    (one-line change in ``refinex_datatrove.recipes.make_reader``)."""
     steps = build(refine_config(tmp_path), guard=False)
     assert isinstance(steps[0], GuardedJsonlReader)
 

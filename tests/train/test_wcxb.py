@@ -109,7 +109,7 @@ def test_evaluate_on_dev_scores_a_real_model_and_saves_its_programs(tmp_path: Pa
     from datatrove.data import Document
 
     from refinex_datatrove.eval.metrics import load_gold
-    from refinex_datatrove.train.wcxb import evaluate_on_dev, execute_annotated
+    from refinex_datatrove.eval.dev import evaluate_on_dev, execute_annotated
     from tests.tiny_model import build_tiny_model
 
     torch.set_num_threads(1)

@@ -47,14 +47,14 @@ def demo_docs(n: int | None = None) -> list[dict]:
 @pytest.fixture(scope="session")
 def smollm2_dir() -> str:
     """SmolLM2-135M-Instruct (the default refine model's base) as an HF folder, converted once from the GGUF."""
-    from refinex_datatrove.models import smollm2_base_dir
+    from refinex_datatrove.refine_model.weights import smollm2_base_dir
 
     return smollm2_base_dir()
 
 
 @pytest.fixture(scope="session")
 def default_adapter() -> str:
-    from refinex_datatrove.models import default_model_dir
+    from refinex_datatrove.refine_model.card import default_model_dir
 
     return default_model_dir()
 
@@ -64,7 +64,7 @@ def merged_dir(tmp_path_factory: pytest.TempPathFactory, smollm2_dir: str, defau
     """The default refine model with its LoRA adapter merged into the base (a full folder ``vllm serve`` loads)."""
     import torch
 
-    from refinex_datatrove.pipelines import merge_refine_model
+    from refinex_datatrove.refine_model.weights import merge_refine_model
 
     torch.set_num_threads(1)
     return merge_refine_model(default_adapter, tmp_path_factory.mktemp("merged") / "refinex-merged")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from refinex_datatrove.annotate import build_requests, plan_chunks
+from refinex_datatrove.refine_model.requests import build_requests, plan_chunks
 from refinex_datatrove.llm.base import GenerationParams, Request
 from refinex_datatrove.program import parse_program
 from tests.vllm.conftest import demo_docs

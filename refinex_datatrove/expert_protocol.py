@@ -21,7 +21,6 @@ from refinex_datatrove.llm.base import Generation, Request
 from refinex_datatrove.program import Chunk, Unit, chunk_lines, split_lines
 from refinex_datatrove.prompts import Prompt
 
-
 DEFAULT_WINDOW = 48_000
 """Default expert window in characters: about 12k tokens, the paper's expert window."""
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refinex_datatrove.annotate import (
+from refinex_datatrove.refine_model.requests import (
     KEEP_ALL,
     ChunkStatus,
     assemble_annotations,
@@ -16,11 +16,10 @@ from refinex_datatrove.annotate import (
     chunk_prompt,
     clean_generation,
     drop_cut_call,
-    int_range_regex,
     plan_chunks,
-    program_regex,
 )
 from refinex_datatrove.llm.base import Generation
+from refinex_datatrove.refine_model.grammar import int_range_regex, program_regex
 from refinex_datatrove.program import (
     Chunk,
     KeepAll,
@@ -237,7 +236,7 @@ def test_annotate_module_is_pure():
     import sys
 
     code = (
-        "import sys, refinex_datatrove.annotate\n"
+        "import sys, refinex_datatrove.refine_model.requests\n"
         "bad = [m for m in ('datatrove', 'torch', 'transformers', 'vllm', 'httpx') if m in sys.modules]\n"
         "print(','.join(bad))"
     )

@@ -11,51 +11,51 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 
-from refinex_datatrove import models
+from refinex_datatrove.refine_model import card, weights
 from refinex_datatrove.program import REFINE_INSTRUCTION, RENDER_FORMAT
 
 
 def _write_meta(folder: Path, **meta: object) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / models.REFINEX_JSON).write_text(json.dumps(meta))
+    (folder / card.REFINEX_JSON).write_text(json.dumps(meta))
 
 
 def test_plain_references_pass_through_and_missing_files_are_clear(tmp_path: Path) -> None:
-    assert models.resolve_model_path("Qwen/Qwen3-0.6B-Base") == "Qwen/Qwen3-0.6B-Base"
-    assert models.resolve_model_path(str(tmp_path)) == str(tmp_path)
+    assert weights.resolve_model_path("Qwen/Qwen3-0.6B-Base") == "Qwen/Qwen3-0.6B-Base"
+    assert weights.resolve_model_path(str(tmp_path)) == str(tmp_path)
     with pytest.raises(FileNotFoundError, match="GGUF file not found"):
-        models.resolve_model_path(str(tmp_path), "absent.gguf", cache_dir=tmp_path / "cache")
+        weights.resolve_model_path(str(tmp_path), "absent.gguf", cache_dir=tmp_path / "cache")
     with pytest.raises(FileNotFoundError, match="refinex.json"):
-        models.read_refinex_json(tmp_path)
+        card.read_refinex_json(tmp_path)
 
 
 def test_base_model_dir_of_full_models_and_adapters(tmp_path: Path) -> None:
     full = tmp_path / "full"
     _write_meta(full, adapter=False, base_model="somewhere")
-    assert models.base_model_dir(full) == str(full)
+    assert weights.base_model_dir(full) == str(full)
     adapter = tmp_path / "adapter"
     _write_meta(adapter, adapter=True, base_model=str(tmp_path / "base"), base_gguf_file=None)
-    assert models.base_model_dir(adapter) == str(tmp_path / "base")
+    assert weights.base_model_dir(adapter) == str(tmp_path / "base")
     _write_meta(adapter, adapter=True, base_model=None)
     with pytest.raises(ValueError, match="names no base_model"):
-        models.base_model_dir(adapter)
+        weights.base_model_dir(adapter)
 
 
 def test_cache_root_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REFINEX_CACHE", str(tmp_path / "c"))
-    assert models.cache_root() == tmp_path / "c"
-    assert models.cache_root(tmp_path / "x") == tmp_path / "x"
+    assert weights.cache_root() == tmp_path / "c"
+    assert weights.cache_root(tmp_path / "x") == tmp_path / "x"
     monkeypatch.delenv("REFINEX_CACHE")
-    assert models.cache_root() == Path.home() / ".cache" / "refinex"
+    assert weights.cache_root() == Path.home() / ".cache" / "refinex"
 
 
 def test_default_model_is_packaged_small_and_self_describing() -> None:
-    folder = Path(models.default_model_dir())
-    meta = models.read_refinex_json(folder)
+    folder = Path(card.default_model_dir())
+    meta = card.read_refinex_json(folder)
     assert meta["render_format"] == RENDER_FORMAT
     assert meta["instruction"] == REFINE_INSTRUCTION
     assert meta["adapter"] is True
-    assert meta["base_model"] == models.SMOLLM2_PACKAGE and meta["base_gguf_file"] == models.SMOLLM2_GGUF_FILE
+    assert meta["base_model"] == weights.SMOLLM2_PACKAGE and meta["base_gguf_file"] == weights.SMOLLM2_GGUF_FILE
     assert isinstance(meta["window"], int) and meta["unit"] in ("chars", "words")
     assert (folder / "adapter_model.safetensors").is_file()
     assert json.loads((folder / "adapter_config.json").read_text())["r"] == 16
@@ -77,10 +77,10 @@ def test_smollm2_conversion_matches_the_gguf_model(tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(1)
-    folder = models.smollm2_base_dir(cache_dir=tmp_path)
-    assert models.smollm2_base_dir(cache_dir=tmp_path) == folder  # cached, not converted again
-    pkg = models.smollm2_package_dir()
-    ref = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=models.SMOLLM2_GGUF_FILE, dtype=torch.float32)
+    folder = weights.smollm2_base_dir(cache_dir=tmp_path)
+    assert weights.smollm2_base_dir(cache_dir=tmp_path) == folder  # cached, not converted again
+    pkg = weights.smollm2_package_dir()
+    ref = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=weights.SMOLLM2_GGUF_FILE, dtype=torch.float32)
     conv = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(folder)
     ids = tok("The capital of France is", return_tensors="pt")["input_ids"]
@@ -95,9 +95,9 @@ def test_default_model_loads_offline_and_writes_programs() -> None:
     from refinex_datatrove.program import parse_program, render_chunk, render_prompt
 
     torch.set_num_threads(1)
-    model, tok = models.load_refine_model(models.default_model_dir(), merge=True)
+    model, tok = weights.load_refine_model(card.default_model_dir(), merge=True)
     lines = ["Home | News | Sport | Contact", "The council approved the new bridge on Tuesday.", "Share this article"]
-    meta = models.read_refinex_json(models.default_model_dir())
+    meta = card.read_refinex_json(card.default_model_dir())
     assert meta["prompt_style"] == "raw"  # the prompt is plain text, no chat template
     enc = tok(render_prompt(render_chunk(lines)), add_special_tokens=False, return_tensors="pt")
     out = model.generate(**enc, max_new_tokens=24, do_sample=False)

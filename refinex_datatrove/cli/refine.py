@@ -1,6 +1,6 @@
 """``refinex refine INPUT OUTPUT_DIR``: refine a JSON Lines file or folder with a refine model, locally.
 
-Runs :func:`refinex_datatrove.pipelines.build_refine_pipeline` under datatrove's ``LocalPipelineExecutor``:
+Runs :func:`refinex_datatrove.recipes.build_refine_pipeline` under datatrove's ``LocalPipelineExecutor``:
 
     OUTPUT_DIR/refined/       refined documents (same ids), JSON Lines
     OUTPUT_DIR/excluded/      dropped documents, one folder per filter (<n>_<name>/)
@@ -24,8 +24,11 @@ the programs ran on, also after ``--prefilter``'s C4 filter edited it); ``--no-r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
+import io
 import os
+import re
 import shutil
 import sys
 import time
@@ -33,8 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from refinex_datatrove.cli import positive_int
-
+from refinex_datatrove.cli.common import EXIT_USAGE, positive_int
 
 _GLOB_SPECIAL = set("[]!^-*?\\")
 
@@ -45,6 +47,43 @@ REPORT_NAME = "report.html"
 REPORT_MAX_DOCS = 1000
 OUTPUTS = ("refined", "excluded", "logs", REPORT_NAME)
 """What ``refinex refine`` writes under OUTPUT_DIR (and ``--force`` deletes)."""
+
+
+_ANSI = r"(?:\x1b\[[0-9;]*m)*"
+_LOG_RECORD = re.compile(
+    rf"^{_ANSI}(?:\[NODE \d+\] )?{_ANSI}\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{{3}}{_ANSI} \| {_ANSI}(\w+)"
+)
+_QUIET_LEVELS = frozenset({"TRACE", "DEBUG", "INFO", "SUCCESS"})
+
+
+class DatatroveInfoFilter(io.TextIOBase):
+    """stderr for the run: datatrove's INFO / SUCCESS log records (task start, "Processing done", the stats block
+    of each task and of the run, about 40 lines) are dropped; its warnings and errors, the progress line and
+    everything else pass. The records stay in ``OUTPUT_DIR/logs/`` (datatrove's file sink). Loguru resolves
+    ``sys.stderr`` when datatrove adds its sink at the start of a task, so this covers tasks run in this process
+    (``--workers 1``) and the run's closing stats block."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        match = _LOG_RECORD.match(text)
+        if match and match.group(1) in _QUIET_LEVELS:
+            return len(text)
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", "utf-8")
 
 
 def _exact_glob(name: str) -> str:
@@ -58,11 +97,24 @@ def reader_section(input_path: str, text_key: str, id_key: str, limit: int) -> d
     """The ``reader`` config for INPUT: a ``.jsonl`` / ``.jsonl.gz`` file, or a folder of them (top level)."""
     path = Path(input_path)
     if path.is_dir():
-        return {"format": "jsonl", "data_folder": str(path), "glob_pattern": "*.jsonl*", "text_key": text_key,
-                "id_key": id_key, "limit": limit}
+        return {
+            "format": "jsonl",
+            "data_folder": str(path),
+            "glob_pattern": "*.jsonl*",
+            "text_key": text_key,
+            "id_key": id_key,
+            "limit": limit,
+        }
     if path.is_file():
-        return {"format": "jsonl", "data_folder": str(path.parent), "glob_pattern": _exact_glob(path.name),
-                "recursive": False, "text_key": text_key, "id_key": id_key, "limit": limit}
+        return {
+            "format": "jsonl",
+            "data_folder": str(path.parent),
+            "glob_pattern": _exact_glob(path.name),
+            "recursive": False,
+            "text_key": text_key,
+            "id_key": id_key,
+            "limit": limit,
+        }
     raise FileNotFoundError(f"input {input_path!r} does not exist")
 
 
@@ -102,7 +154,7 @@ def _kv(value: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(raw) if raw.strip() else None
 
 
-def add_refine_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "refine",
         help="refine a JSON Lines file or folder with a refine model (annotate, execute, filter, write)",
@@ -122,36 +174,80 @@ def add_refine_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--id-key", default="id", help="JSON key of the id (default: %(default)s)")
     p.add_argument("--tasks", type=positive_int, default=1, help="datatrove tasks (input files are sharded over them)")
     p.add_argument("--workers", type=positive_int, default=1, help="tasks run at once (one model per worker)")
-    p.add_argument("--backend", choices=("vllm", "endpoint", "transformers"), default=None,
-                   help="generation backend (default: vllm with CUDA, else transformers)")
+    p.add_argument(
+        "--backend",
+        choices=("vllm", "endpoint", "transformers"),
+        default=None,
+        help="generation backend (default: vllm with CUDA, else transformers)",
+    )
     p.add_argument("--base-url", default=None, help="server URL for --backend endpoint (e.g. http://127.0.0.1:8000)")
-    p.add_argument("--backend-kwarg", action="append", type=_kv, default=[], metavar="KEY=VALUE",
-                   help="extra backend argument, value parsed as YAML (repeatable), e.g. num_threads=2")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "auto"), default=None,
-                   help="number type of the transformers backend (default: bfloat16 where the CPU has it in "
-                   "hardware, else float32; 'auto': the checkpoint's own)")
+    p.add_argument(
+        "--backend-kwarg",
+        action="append",
+        type=_kv,
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra backend argument, value parsed as YAML (repeatable), e.g. num_threads=2",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16", "auto"),
+        default=None,
+        help="number type of the transformers backend (default: bfloat16 where the CPU has it in "
+        "hardware, else float32; 'auto': the checkpoint's own)",
+    )
     p.add_argument("--window", type=positive_int, default=None, help="chunk window (default: the model's)")
     p.add_argument("--batch-size", type=positive_int, default=16, help="documents per generate() call")
-    p.add_argument("--max-new-tokens", type=positive_int, default=512,
-                   help="bound on each program's tokens (each chunk is also bounded by its line count)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=positive_int,
+        default=512,
+        help="bound on each program's tokens (each chunk is also bounded by its line count)",
+    )
     p.add_argument("--guided", action="store_true", help="grammar-constrained decoding (vllm / endpoint)")
     p.add_argument("--limit", type=int, default=-1, help="documents per task (default: all)")
-    p.add_argument("--prefilter", action="store_true",
-                   help="run datatrove's offline FineWeb filters (Gopher, C4, FineWeb quality) before the model")
+    p.add_argument(
+        "--prefilter",
+        action="store_true",
+        help="run datatrove's offline FineWeb filters (Gopher, C4, FineWeb quality) before the model",
+    )
     p.add_argument("--min-words", type=int, default=11, help="drop refined documents with fewer words (default 11)")
     p.add_argument("--compression", choices=("gzip", "none"), default="gzip", help="output compression")
-    p.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
-                   help="write OUTPUT_DIR/report.html (deletions struck through, per call); keeps each changed "
-                   "document's original text in its metadata (default: on)")
-    p.add_argument("--report-max-docs", type=positive_int, default=REPORT_MAX_DOCS, metavar="N",
-                   help="documents in the report: the first N refined, then excluded by the quality filter "
-                   "(default: %(default)s)")
-    p.add_argument("--force", action="store_true",
-                   help="delete OUTPUT_DIR's refined/, excluded/, logs/ and report.html first and run everything "
-                   "again (without it, tasks completed in OUTPUT_DIR/logs are skipped)")
-    p.add_argument("--progress", type=float, default=None, metavar="SECONDS",
-                   help="print a progress line (documents, chunks, tokens/s, ETA) every SECONDS to stderr "
-                   "(default: every 20 s on a terminal, none otherwise; 0: none)")
+    p.add_argument(
+        "--report",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write OUTPUT_DIR/report.html (deletions struck through, per call); keeps each changed "
+        "document's original text in its metadata (default: on)",
+    )
+    p.add_argument(
+        "--report-max-docs",
+        type=positive_int,
+        default=REPORT_MAX_DOCS,
+        metavar="N",
+        help="documents in the report: the first N refined, then excluded by the quality filter "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="delete OUTPUT_DIR's refined/, excluded/, logs/ and report.html first and run everything "
+        "again (without it, tasks completed in OUTPUT_DIR/logs are skipped)",
+    )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show datatrove's own log lines (task start and end, the stats blocks) on the terminal; they "
+        "are always in OUTPUT_DIR/logs/",
+    )
+    p.add_argument(
+        "--progress",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="print a progress line (documents, chunks, tokens/s, ETA) every SECONDS to stderr "
+        "(default: every 20 s on a terminal, none otherwise; 0: none)",
+    )
     p.add_argument("--dryrun", action="store_true", help="print the resolved configuration and exit")
     return p
 
@@ -169,19 +265,40 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
         progress = PROGRESS_EVERY if sys.stderr.isatty() else 0
     compression = None if args.compression == "none" else args.compression
     return {
-        "executor": {"executor": "local", "tasks": args.tasks, "workers": args.workers,
-                     "logging_dir": str(out / "logs"), "skip_completed": True},
+        "executor": {
+            "executor": "local",
+            "tasks": args.tasks,
+            "workers": args.workers,
+            "logging_dir": str(out / "logs"),
+            "skip_completed": True,
+        },
         "reader": reader_section(args.input, args.text_key, args.id_key, args.limit),
-        "filters": {"gopher_repetition": args.prefilter, "gopher_quality": args.prefilter,
-                    "c4_quality": args.prefilter, "fineweb_quality": args.prefilter},
-        "annotate": {"model": args.model, "backend": args.backend, "backend_kwargs": backend_kwargs,
-                     "window": args.window, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
-                     "guided": args.guided, "workers": args.workers,
-                     "progress_every": progress or None, "expected_docs": _expected_docs(args) if progress else None},
+        "filters": {
+            "gopher_repetition": args.prefilter,
+            "gopher_quality": args.prefilter,
+            "c4_quality": args.prefilter,
+            "fineweb_quality": args.prefilter,
+        },
+        "annotate": {
+            "model": args.model,
+            "backend": args.backend,
+            "backend_kwargs": backend_kwargs,
+            "window": args.window,
+            "batch_size": args.batch_size,
+            "max_new_tokens": args.max_new_tokens,
+            "guided": args.guided,
+            "workers": args.workers,
+            "progress_every": progress or None,
+            "expected_docs": _expected_docs(args) if progress else None,
+        },
         "execute": {"keep_original": bool(getattr(args, "report", False))},
         "quality": {"min_words": args.min_words},
-        "output": {"format": "jsonl", "folder": str(out / "refined"), "excluded": str(out / "excluded"),
-                   "compression": compression},
+        "output": {
+            "format": "jsonl",
+            "folder": str(out / "refined"),
+            "excluded": str(out / "excluded"),
+            "compression": compression,
+        },
     }
 
 
@@ -216,8 +333,8 @@ def report_docs(output_dir: str | Path, max_docs: int = REPORT_MAX_DOCS) -> Iter
     """The report's documents for a finished run: the refined ones, then those the quality filter excluded (with
     their drop reason as a note); at most ``max_docs``. Documents excluded before the model have no program and
     are left out (the summary counts them)."""
-    from refinex_datatrove.eval.cli import iter_jsonl
     from refinex_datatrove.eval.report import report_doc
+    from refinex_datatrove.files import iter_jsonl
 
     out = Path(output_dir)
     sources = [(out / "refined", None)]
@@ -245,9 +362,10 @@ def report_docs(output_dir: str | Path, max_docs: int = REPORT_MAX_DOCS) -> Iter
 def write_refine_report(output_dir: str | Path, max_docs: int = REPORT_MAX_DOCS, title: str | None = None) -> Path:
     """Write ``OUTPUT_DIR/report.html`` for a finished local run (:func:`report_docs` plus the run's stats)."""
     from refinex_datatrove.eval.report import write_report
+    from refinex_datatrove.run_stats import STATS_JSON
 
     out = Path(output_dir)
-    stats = out / "logs" / "stats.json"
+    stats = out / "logs" / STATS_JSON
     return write_report(
         report_docs(out, max_docs),
         out / REPORT_NAME,
@@ -259,7 +377,7 @@ def write_refine_report(output_dir: str | Path, max_docs: int = REPORT_MAX_DOCS,
 
 def _error(message: str) -> int:
     print(f"refinex refine: error: {message}", file=sys.stderr)
-    return 2
+    return EXIT_USAGE
 
 
 def _check_endpoint(config: dict[str, Any]) -> str | None:
@@ -278,14 +396,10 @@ def _check_endpoint(config: dict[str, Any]) -> str | None:
     return None if cause is None else f"endpoint {backend.base_url} is unreachable: {cause}"
 
 
-def run_refine(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from refinex_datatrove.launch import ExecutorArgs, dryrun_report, make_executor
-    from refinex_datatrove.pipelines import (
-        build_refine_pipeline,
-        format_summary,
-        merge_completed_stats,
-        refine_summary,
-    )
+    from refinex_datatrove.recipes import build_refine_pipeline
+    from refinex_datatrove.run_stats import format_summary, merge_completed_stats, refine_summary
 
     t0 = time.perf_counter()
     # threads that spin while waiting for each other waste a shared machine's cores; read once, when the
@@ -302,7 +416,7 @@ def run_refine(args: argparse.Namespace) -> int:
         if args.model == "default" and isinstance(e, FileNotFoundError) and "default refine model" in str(e):
             e = FileNotFoundError(f"{e}; pass --model MODEL_DIR")
         print(f"refinex refine: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if args.dryrun:
         print(dryrun_report(config, {"refine": executor}))
         return 0
@@ -313,7 +427,7 @@ def run_refine(args: argparse.Namespace) -> int:
             clear_outputs(args.output_dir)
         except (OSError, ValueError) as e:
             print(f"refinex refine: error: cannot clear {args.output_dir!r}: {e}", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
     elif _completed_tasks(executor_args.logging_dir) >= args.tasks:
         print(
             f"note: every task is already completed in {executor_args.logging_dir}: nothing runs again "
@@ -322,7 +436,8 @@ def run_refine(args: argparse.Namespace) -> int:
         )
     failure: Exception | None = None
     try:
-        executor.run()
+        with contextlib.nullcontext() if args.verbose else contextlib.redirect_stderr(DatatroveInfoFilter(sys.stderr)):
+            executor.run()
     except Exception as e:  # noqa: BLE001 - a task failed (datatrove logged it): report the completed ones
         failure = e
     t_run = time.perf_counter() - t0
@@ -352,11 +467,11 @@ def run_refine(args: argparse.Namespace) -> int:
 __all__ = [
     "OUTPUTS",
     "REPORT_NAME",
-    "add_refine_parser",
+    "add_parser",
     "build_config",
     "clear_outputs",
     "reader_section",
     "report_docs",
-    "run_refine",
+    "run",
     "write_refine_report",
 ]

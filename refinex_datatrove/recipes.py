@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from refinex_datatrove.annotate import DEFAULT_MAX_NEW_TOKENS
-
+from refinex_datatrove.launch import config_call
+from refinex_datatrove.refine_model.requests import DEFAULT_MAX_NEW_TOKENS
 
 SECTIONS = {"executor", "reader", "filters", "annotate", "execute", "quality", "output"}
 TWO_STAGE_SECTIONS = (SECTIONS - {"annotate"}) | {"inference", "stage2_executor"}
@@ -78,11 +78,13 @@ def make_reader(reader: Mapping[str, Any], excluded: str | None = None, compress
     if fmt == "jsonl":
         from refinex_datatrove.steps.guard import GuardedJsonlReader
 
-        return GuardedJsonlReader(**kw, exclusion_writer=_exclusion_writer(excluded, 0, "read", compression))
+        return config_call(
+            "reader", GuardedJsonlReader, kw, exclusion_writer=_exclusion_writer(excluded, 0, "read", compression)
+        )
     if fmt == "parquet":
         from datatrove.pipeline.readers import ParquetReader
 
-        return ParquetReader(**kw)
+        return config_call("reader", ParquetReader, kw)
     raise ValueError(f"reader.format must be one of {READER_FORMATS}, got {fmt!r}")
 
 
@@ -137,7 +139,7 @@ def make_filters(filters: Mapping[str, Any] | None, excluded: str | None, compre
         if name == "language" and kw.get("languages") is not None:
             kw["languages"] = list(kw["languages"])
         writer = _exclusion_writer(excluded, index, name, compression)
-        steps.append(getattr(dt_filters, cls_name)(exclusion_writer=writer, **kw))
+        steps.append(config_call(f"filters.{name}", getattr(dt_filters, cls_name), kw, exclusion_writer=writer))
     return steps
 
 
@@ -185,14 +187,23 @@ def _refine_tail(config: Mapping[str, Any], first_exclusion_index: int) -> list[
     compression = output.get("compression", "gzip")
     return [
         FailedGenerationFilter(
-            exclusion_writer=_exclusion_writer(output.get("excluded"), first_exclusion_index, "refinex_failed", compression)
+            exclusion_writer=_exclusion_writer(
+                output.get("excluded"), first_exclusion_index, "refinex_failed", compression
+            )
         ),
-        ProgramExecutor(policy=ExecPolicy(**policy) if policy else None, **execute),
-        QualityFilter(
+        config_call(
+            "execute",
+            ProgramExecutor,
+            execute,
+            policy=config_call("execute.policy", ExecPolicy, policy) if policy else None,
+        ),
+        config_call(
+            "quality",
+            QualityFilter,
+            _section(config, "quality"),
             exclusion_writer=_exclusion_writer(
                 output.get("excluded"), first_exclusion_index, "refinex_quality", compression
             ),
-            **_section(config, "quality"),
         ),
         make_writer(output),
     ]
@@ -225,7 +236,7 @@ def build_refine_pipeline(config: Mapping[str, Any], backend: Any = None) -> lis
     return [
         make_reader(_section(config, "reader"), output.get("excluded"), output.get("compression", "gzip")),
         *make_filters(config.get("filters"), output.get("excluded"), output.get("compression", "gzip")),
-        RefineModelAnnotator(**annotate),
+        config_call("annotate", RefineModelAnnotator, annotate),
         *_refine_tail(config, len(FILTER_ORDER) + 1),
     ]
 
@@ -234,10 +245,27 @@ def build_refine_pipeline(config: Mapping[str, Any], backend: Any = None) -> lis
 # Two stages: InferenceRunner (terminal step, managed vLLM server, checkpoints) then execute + filter.
 
 INFERENCE_KEYS = {
-    "model", "server_type", "endpoint_url", "model_max_context", "tp", "dp", "pp", "model_kwargs",
-    "max_concurrent_generations", "max_concurrent_documents", "records_per_chunk", "checkpoints_local_dir",
-    "output_folder", "window", "unit", "max_tokens", "guided", "server_log_folder", "metric_interval",
-    "skip_bad_requests", "request_timeout",
+    "model",
+    "server_type",
+    "endpoint_url",
+    "model_max_context",
+    "tp",
+    "dp",
+    "pp",
+    "model_kwargs",
+    "max_concurrent_generations",
+    "max_concurrent_documents",
+    "records_per_chunk",
+    "checkpoints_local_dir",
+    "output_folder",
+    "window",
+    "unit",
+    "max_tokens",
+    "guided",
+    "server_log_folder",
+    "metric_interval",
+    "skip_bad_requests",
+    "request_timeout",
 }
 
 
@@ -251,14 +279,14 @@ def build_two_stage(config: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
 
     ``inference.model`` must be a full model folder (or a served model name for ``server_type: endpoint``): the
     runner names that model in every request and ``vllm serve`` loads it, so merge a LoRA adapter first
-    (:func:`merge_refine_model`). Window and unit come from its ``refinex.json`` unless set.
+    (:func:`refinex_datatrove.refine_model.weights.merge_refine_model`). Window and unit come from its ``refinex.json`` unless set.
     """
     from datatrove.pipeline.inference.run_inference import InferenceConfig, InferenceRunner
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
 
-    from refinex_datatrove.annotate import DEFAULT_UNIT, DEFAULT_WINDOW
-    from refinex_datatrove.steps.annotate import make_annotate_rollout, resolve_model
+    from refinex_datatrove.refine_model.card import model_chunking, resolve_model
+    from refinex_datatrove.steps.annotate import make_annotate_rollout
 
     _check_sections(config, TWO_STAGE_SECTIONS)
     output = _section(config, "output")
@@ -274,10 +302,9 @@ def build_two_stage(config: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
     if info is not None and info.adapter:
         raise ValueError(
             f"{inference['model']} is a LoRA adapter: InferenceRunner serves one model by name; merge it first "
-            "with refinex_datatrove.pipelines.merge_refine_model(adapter_dir, out_dir)"
+            "with refinex_datatrove.refine_model.weights.merge_refine_model(adapter_dir, out_dir)"
         )
-    window = inference.get("window") or (info.window if info else None) or DEFAULT_WINDOW
-    unit = inference.get("unit") or (info.unit if info else None) or DEFAULT_UNIT
+    window, unit = model_chunking(info, inference.get("window"), inference.get("unit"))
     rollout = make_annotate_rollout(
         window,
         unit,
@@ -323,145 +350,144 @@ def build_two_stage(config: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
     return stage1, stage2
 
 
-def merge_refine_model(adapter_dir: str | Path, out_dir: str | Path) -> str:
-    """Merge a LoRA refine model into its base and save a full model folder (with ``refinex.json``) for serving.
+# ---------------------------------------------------------------------------------------------------------------
+# The distill pipeline
+
+
+DISTILL_SECTIONS = {"executor", "reader", "expert", "distill", "output"}
+DISTILL_OUTPUT_KEYS = {"documents", "sft_records", "sft_format", "exclusions", "rewrites", "compression"}
+
+
+def build_distill_pipeline(config: Mapping[str, Any], backend: Any = None) -> list[Any]:
+    """The distill pipeline described by ``config``:
+    JsonlReader -> [ExpertRefiner -> JsonlWriter(rewrites)] -> ProgramDistiller(exclusions) -> SFTRecordWriter
+    -> JsonlWriter(documents).
 
     Args:
-        adapter_dir: a trained adapter folder (``refinex.json`` with ``"adapter": true``).
-        out_dir: where to write the merged model.
-
-    Returns:
-        ``out_dir`` as a string; its ``refinex.json`` says ``"adapter": false``.
+        config: the resolved configuration (see ``pipelines/configs/distill*.yaml``).
+        backend: an LLM backend instance overriding ``expert.backend`` (tests, notebooks).
     """
-    import json
+    unknown = set(config) - DISTILL_SECTIONS
+    if unknown:
+        raise ValueError(f"unknown config section(s) {sorted(unknown)}; known: {sorted(DISTILL_SECTIONS)}")
+    out = dict(config.get("output") or {})
+    if set(out) - DISTILL_OUTPUT_KEYS:
+        raise ValueError(
+            f"unknown output key(s) {sorted(set(out) - DISTILL_OUTPUT_KEYS)}; known: {sorted(DISTILL_OUTPUT_KEYS)}"
+        )
+    compression = out.get("compression", "gzip")
 
-    from refinex_datatrove.models import REFINEX_JSON, load_refine_model, read_refinex_json
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.writers.jsonl import JsonlWriter
 
-    meta = read_refinex_json(adapter_dir)
-    model, tok = load_refine_model(adapter_dir, merge=True)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    meta = {**meta, "adapter": False, "merged_from": str(adapter_dir)}
-    (out / REFINEX_JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return str(out)
+    from refinex_datatrove.distill.to_program import DistillConfig
+    from refinex_datatrove.llm.base import GenerationParams
+    from refinex_datatrove.steps.distill import ProgramDistiller
+    from refinex_datatrove.steps.expert import ExpertRefiner
+    from refinex_datatrove.steps.sft_records import SFTRecordWriter
+
+    pipeline: list[Any] = [config_call("reader", JsonlReader, _section(config, "reader"))]
+    expert = config.get("expert")
+    if expert:
+        expert = dict(expert)
+        params = expert.pop("params", None)
+        if params is not None:
+            params = config_call("expert.params", GenerationParams, {**params, "stop": tuple(params.get("stop", ()))})
+        if backend is not None:
+            expert["backend"] = backend
+        pipeline.append(config_call("expert", ExpertRefiner, expert, params=params))
+        if out.get("rewrites"):
+            pipeline.append(JsonlWriter(out["rewrites"], compression=compression))
+
+    distill = dict(config.get("distill") or {})
+    filters = config_call("distill.config", DistillConfig, distill.pop("config", None) or {})
+    exclusions = JsonlWriter(out["exclusions"], compression=compression) if out.get("exclusions") else None
+    pipeline.append(config_call("distill", ProgramDistiller, distill, config=filters, exclusion_writer=exclusions))
+    if out.get("sft_records"):
+        pipeline.append(
+            SFTRecordWriter(
+                output_folder=out["sft_records"],
+                compression=compression,
+                fmt=out.get("sft_format", "prompt_completion"),
+            )
+        )
+    if out.get("documents"):
+        pipeline.append(JsonlWriter(out["documents"], compression=compression))
+    return pipeline
+
+
+def distill_summary(logging_dir: str | Path) -> str:
+    """Counts per rejection reason and the round-trip rate, from the merged stats of a finished local run."""
+    from refinex_datatrove.run_stats import read_merged_stats, step_stats
+    from refinex_datatrove.steps.distill import ProgramDistiller
+
+    stats = step_stats(read_merged_stats(logging_dir), ProgramDistiller.name)
+    total, emitted = stats.get("total", 0), stats.get("forwarded", 0)
+    lines = [f"documents: {total}", f"emitted: {emitted}", f"rejected: {stats.get('dropped', 0)}"]
+    for label in sorted(k for k in stats if k.startswith("rejected_")):
+        lines.append(f"  {label.removeprefix('rejected_')}: {stats[label]}")
+    roundtrip = stats.get("roundtrip_ok", 0)
+    rate = f"{roundtrip / emitted:.2%}" if emitted else "n/a"
+    lines.append(f"round-trip (programs re-executed give the deletion target): {roundtrip}/{emitted} = {rate}")
+    lines.append(f"deletion target equals the refined text exactly: {stats.get('matches_refined', 0)}/{emitted}")
+    for label in ("docs_keep_all", "programs", "programs_keep_all", "ops_remove_lines", "ops_remove_str"):
+        lines.append(f"{label}: {stats.get(label, 0)}")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Summary of a finished local run
+# Stages of the pipelines/ scripts (refinex_datatrove.launch.run_script)
 
 
-def _total(value: Any) -> int | float:
-    return value["total"] if isinstance(value, Mapping) else value
+def refine_stages(config: dict[str, Any], backend: Any = None) -> list[Any]:
+    """``pipelines/refine.py``: one executor running :func:`build_refine_pipeline`."""
+    from refinex_datatrove.launch import ExecutorArgs, Stage, make_executor
+
+    args = ExecutorArgs.from_dict(config.get("executor"))
+    config["executor"] = args.to_dict()
+    return [Stage("refine", make_executor(build_refine_pipeline(config, backend=backend), args), args)]
 
 
-def refine_summary(logging_dir: str | Path) -> dict[str, Any]:
-    """Figures of a finished local refine run, from the executor's merged ``stats.json``.
+def two_stage_stages(config: dict[str, Any]) -> list[Any]:
+    """``pipelines/refine_two_stage.py``: stage 1 annotates with ``InferenceRunner``, stage 2 (``depends=`` on
+    stage 1) executes and filters (:func:`build_two_stage`)."""
+    from refinex_datatrove.launch import ExecutorArgs, Stage, make_executor
 
-    Returns:
-        ``{"documents_in", "documents_out", "excluded": {step name: n}, "excluded_total", "chars_removed",
-        "lines_removed", "calls": {kind: n} (applied), "calls_skipped": {reason: n}, "model": {annotator stats}}``.
-        ``documents_in == documents_out + excluded_total`` for a finished run.
-    """
-    import json
-
-    merged = json.loads((Path(logging_dir) / "stats.json").read_text(encoding="utf-8"))
-    out: dict[str, Any] = {
-        "documents_in": 0, "documents_out": 0, "excluded": {}, "excluded_total": 0, "chars_removed": 0,
-        "lines_removed": 0, "calls": {}, "calls_skipped": {}, "model": {},
-    }
-    for entry in merged:
-        name, stats = entry.get("name", ""), entry.get("stats", {})
-        totals = {k: _total(v) for k, v in stats.items()}
-        if "READER" in name:
-            unreadable = totals.get("read_excluded", 0)
-            out["documents_in"] += totals.get("documents", 0) + unreadable
-            if unreadable:
-                out["excluded"]["unreadable records"] = unreadable
-                out["excluded_total"] += unreadable
-        elif "WRITER" in name:
-            out["documents_out"] += totals.get("total", 0)
-        elif "FILTER" in name:
-            dropped = totals.get("dropped", 0)
-            out["excluded"][name.split(": ", 1)[-1]] = dropped
-            out["excluded_total"] += dropped
-        if "RefineX execute" in name:
-            out["chars_removed"] = totals.get("chars_removed", 0)
-            out["lines_removed"] = totals.get("lines_removed", 0)
-            out["calls"] = {k.removeprefix("applied_"): v for k, v in totals.items() if k.startswith("applied_")}
-            out["calls_skipped"] = {
-                k.removeprefix("skipped_"): v for k, v in totals.items() if k.startswith("skipped_")
-            }
-        if "RefineX annotate" in name:
-            out["model"] = {k: v for k, v in totals.items() if k not in ("total", "forwarded")}
-    return out
+    stage1_args = ExecutorArgs.from_dict(config.get("executor"))
+    stage2_args = ExecutorArgs.from_dict(config.get("stage2_executor"), "stage2_executor")
+    if stage1_args.executor != stage2_args.executor:
+        raise ValueError("executor and stage2_executor must both be local or both slurm (datatrove's depends=)")
+    config["executor"], config["stage2_executor"] = stage1_args.to_dict(), stage2_args.to_dict()
+    stage1_steps, stage2_steps = build_two_stage(config)
+    stage1 = make_executor(stage1_steps, stage1_args)
+    stage2 = make_executor(stage2_steps, stage2_args, depends=stage1)
+    return [Stage("annotate (stage 1)", stage1, stage1_args), Stage("execute + filter (stage 2)", stage2, stage2_args)]
 
 
-def merge_completed_stats(logging_dir: str | Path) -> int:
-    """Rewrite ``logging_dir/stats.json`` as the merge of every *completed* task's ``stats/<rank>.json``.
+def distill_stages(config: dict[str, Any], backend: Any = None) -> list[Any]:
+    """``pipelines/distill.py``: one executor running :func:`build_distill_pipeline`."""
+    from refinex_datatrove.launch import ExecutorArgs, Stage, make_executor
 
-    datatrove's local executor writes ``stats.json`` from the tasks it ran in that launch only, so after a resume
-    it would count only the rerun tasks. Returns the number of tasks merged (0: nothing is written).
-    """
-    import json
-
-    from datatrove.utils.stats import PipelineStats
-
-    logs = Path(logging_dir)
-    completions = logs / "completions"
-    ranks = sorted(int(p.name) for p in completions.iterdir() if p.name.isdigit()) if completions.is_dir() else []
-    merged, n = PipelineStats(), 0
-    for rank in ranks:
-        path = logs / "stats" / f"{rank:05d}.json"
-        if path.is_file():
-            merged += PipelineStats.from_json(json.loads(path.read_text(encoding="utf-8")))
-            n += 1
-    target = logs / "stats.json"
-    text = merged.to_json()
-    if n and not (target.is_file() and target.read_text(encoding="utf-8") == text):  # untouched when nothing ran
-        target.write_text(text, encoding="utf-8")
-    return n
-
-
-def format_summary(summary: Mapping[str, Any]) -> str:
-    """A short human-readable report of :func:`refine_summary`."""
-    lines = [
-        f"documents in: {summary['documents_in']}",
-        f"documents out: {summary['documents_out']}",
-        f"documents excluded: {summary['excluded_total']}",
-    ]
-    lines += [f"  {name}: {n}" for name, n in summary["excluded"].items() if n]
-    lines.append(f"chars removed by programs: {summary['chars_removed']} ({summary['lines_removed']} whole lines)")
-    calls = ", ".join(f"{k}={v}" for k, v in sorted(summary["calls"].items())) or "none"
-    lines.append(f"calls applied: {calls}")
-    if summary["calls_skipped"]:
-        lines.append("calls skipped: " + ", ".join(f"{k}={v}" for k, v in sorted(summary["calls_skipped"].items())))
-    model = summary["model"]
-    if model:
-        keys = ("requests", "chunks_skipped", "gen_truncated", "gen_failed", "gen_empty", "gen_retries", "tokens_in",
-                "tokens_out")
-        lines.append("model: " + ", ".join(f"{k}={model[k]}" for k in keys if k in model))
-        causes = {k: v for k, v in model.items() if k.startswith("gen_failed_")}
-        if causes:
-            lines.append("failed requests by cause: " + ", ".join(f"{k.removeprefix('gen_failed_')}={v}"
-                                                                   for k, v in sorted(causes.items())))
-    return "\n".join(lines)
+    args = ExecutorArgs.from_dict(config.get("executor"))
+    config["executor"] = args.to_dict()
+    return [Stage("distill", make_executor(build_distill_pipeline(config, backend=backend), args), args)]
 
 
 __all__ = [
     "DEFAULT_FILTERS",
+    "DISTILL_SECTIONS",
     "FILTER_ORDER",
     "SECTIONS",
+    "build_distill_pipeline",
     "build_refine_pipeline",
+    "distill_stages",
+    "distill_summary",
     "build_two_stage",
-    "format_summary",
     "make_filters",
     "make_reader",
     "make_writer",
     "keep_text_adapter",
-    "merge_completed_stats",
-    "merge_refine_model",
-    "refine_summary",
+    "refine_stages",
     "resolve_filters",
+    "two_stage_stages",
 ]

@@ -5,8 +5,6 @@ Examples::
     refinex distill --original page.txt --refined cleaned.txt
     refinex distill --original page.txt --refined cleaned.txt --window 12000 --unit chars
 
-Also runnable as ``python -m refinex_datatrove.distill.cli --original A.txt --refined B.txt``.
-
 Exit status: 0 with the program on stdout; 3 when a distillation filter rejects the pair (the reason on
 stderr); 2 when a file cannot be read or an argument is invalid.
 """
@@ -15,9 +13,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 
-from refinex_datatrove.cli import InputError, non_negative_int, positive_int, read_text_file
+from refinex_datatrove.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    InputError,
+    non_negative_int,
+    positive_int,
+    read_text_file,
+    write_stdout,
+)
 from refinex_datatrove.distill.to_program import (
     DistillConfig,
     DistillResult,
@@ -26,8 +31,6 @@ from refinex_datatrove.distill.to_program import (
     format_chunk_programs,
 )
 
-EXIT_OK = 0
-EXIT_USAGE = 2
 EXIT_REJECTED = 3
 
 
@@ -57,7 +60,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_distill_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``distill`` on the ``refinex`` subcommand parsers."""
     p = subparsers.add_parser(
         "distill",
@@ -68,17 +71,6 @@ def add_distill_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     )
     _add_arguments(p)
     return p
-
-
-def _write_stdout(text: str) -> None:
-    """Write UTF-8 whatever the locale (remove_str strings can hold any character)."""
-    buffer = getattr(sys.stdout, "buffer", None)
-    if buffer is None:
-        sys.stdout.write(text)
-        return
-    sys.stdout.flush()
-    buffer.write(text.encode("utf-8"))
-    buffer.flush()
 
 
 def _config(args: argparse.Namespace) -> DistillConfig:
@@ -100,7 +92,7 @@ def _summary(result: DistillResult) -> str:
     )
 
 
-def run_distill(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``refinex distill``; returns the exit status (0 ok, 2 unreadable input, 3 rejected)."""
     try:
         original = read_text_file(args.original, what="original file")
@@ -117,17 +109,6 @@ def run_distill(args: argparse.Namespace) -> int:
     if not result.ok:
         print(f"refinex distill: rejected: {result.rejection}: {result.detail}", file=sys.stderr)
         return EXIT_REJECTED
-    _write_stdout(format_chunk_programs(result.chunk_programs) + "\n")
+    write_stdout(format_chunk_programs(result.chunk_programs) + "\n")
     print(_summary(result), file=sys.stderr)
     return EXIT_OK
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m refinex_datatrove.distill.cli``)."""
-    parser = argparse.ArgumentParser(prog="refinex distill", description=__doc__.split("\n\n")[0])
-    _add_arguments(parser)
-    return run_distill(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
