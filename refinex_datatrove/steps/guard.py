@@ -9,8 +9,9 @@ non-blank line of its input: it either yields a document or excludes the record 
     records read = documents (datatrove's reader stat) + read_excluded
 
 Excluded records are written as documents whose ``text`` is the raw input line (undecodable bytes as
-``\\xNN`` escapes), ``id`` is ``"<file>/<line index>"`` and ``metadata["refinex_guard"]`` says why:
-``{"reason", "file_path", "line", "error"}``.
+``\\xNN`` escapes), ``id`` is ``"<file>/<line index>"`` (0-based, datatrove's id convention) and
+``metadata["refinex_guard"]`` says why: ``{"reason", "file_path", "line", "error"}``, where ``line`` is the
+1-based line number the warning names.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from datatrove.io import DataFileLike, DataFolderLike
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.logging import logger
-
 
 GUARD_KEY = "refinex_guard"
 """Metadata key of excluded records: ``{"reason", "file_path", "line", "error"}``."""
@@ -242,14 +242,22 @@ class GuardedJsonlReader(JsonlReader):
         self.stat_update(ReadStat.EXCLUDED)
         if self._warnings < _MAX_WARNINGS:
             self._warnings += 1
-            logger.warning(f"{filepath} line {li + 1}: {exc.reason.value} ({exc.error[:200]}); record excluded")
+            logger.warning(
+                f"{filepath} line {li + 1} (record {filepath}/{li}): {exc.reason.value} ({exc.error[:200]}); "
+                "record excluded"
+            )
         if self._writer is None:
             return
         record = Document(
             text=raw.rstrip(b"\r\n").decode("utf-8", errors="backslashreplace"),
             id=f"{filepath}/{li}",
             metadata={
-                GUARD_KEY: {"reason": exc.reason.value, "file_path": filepath, "line": li, "error": exc.error[:500]}
+                GUARD_KEY: {
+                    "reason": exc.reason.value,
+                    "file_path": filepath,
+                    "line": li + 1,
+                    "error": exc.error[:500],
+                }
             },
         )
         self._writer.write(record, self._rank)

@@ -123,3 +123,25 @@ def test_limit_skip_and_pickle(tmp_path):
     reader = GuardedJsonlReader(str(tmp_path / "in"), limit=2, skip=1)
     clone = pickle.loads(pickle.dumps(reader))
     assert [d.id for d in read_all(clone)] == ["ok-2", "ok-3"]
+
+
+def test_the_warning_and_the_excluded_record_name_the_same_line(tmp_path):
+    """The warning says "line N" as an editor counts (1-based); the excluded record's ``line`` is that N, and its
+    id is datatrove's ``<file>/<index>`` with index N - 1."""
+    from datatrove.utils.logging import logger
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "bad.jsonl").write_bytes(b'{"id": "a", "text": "fine"}\n{not json\n')
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(str(m)), level="WARNING")
+    try:
+        reader = GuardedJsonlReader(str(folder), exclusion_writer=JsonlWriter(str(tmp_path / "ex"), compression=None))
+        read_all(reader)
+    finally:
+        logger.remove(sink)
+    (record,) = [json.loads(line) for p in (tmp_path / "ex").glob("*.jsonl") for line in p.open()]
+    (warning,) = [m for m in messages if "record excluded" in m]
+    assert "bad.jsonl line 2 " in warning and "(record bad.jsonl/1)" in warning
+    assert record["metadata"][GUARD_KEY]["line"] == 2
+    assert record["id"] == "bad.jsonl/1"
