@@ -17,15 +17,9 @@ transformers = pytest.importorskip("transformers")
 from tests.tiny_model import build_tiny_model  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    torch.set_num_threads(1)
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
-
-
-def test_reload_and_generate(tiny_dir: str) -> None:
-    tok = transformers.AutoTokenizer.from_pretrained(tiny_dir)
-    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_dir)
+def test_reload_and_generate(tiny_model_dir: str) -> None:
+    tok = transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     assert model.config.model_type == "llama"
     assert model.config.hidden_size // model.config.num_attention_heads == 32
     assert model.config.vocab_size == len(tok)
@@ -43,8 +37,8 @@ def test_reload_and_generate(tiny_dir: str) -> None:
     assert out.shape[1] <= enc["input_ids"].shape[1] + 6
 
 
-def test_program_text_round_trips(tiny_dir: str) -> None:
-    tok = transformers.AutoTokenizer.from_pretrained(tiny_dir)
+def test_program_text_round_trips(tiny_model_dir: str) -> None:
+    tok = transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
     for text in ['remove_lines(1, 2)\nremove_str(3, "x")\nkeep_all()', "[12] Ünïcode line — ok"]:
         ids = tok(text, add_special_tokens=False)["input_ids"]
         assert tok.decode(ids) == text
@@ -53,8 +47,8 @@ def test_program_text_round_trips(tiny_dir: str) -> None:
     assert len(tok(program, add_special_tokens=False)["input_ids"]) < len(program.encode())
 
 
-def test_chat_template_is_prefix_preserving(tiny_dir: str) -> None:
-    tok = transformers.AutoTokenizer.from_pretrained(tiny_dir)
+def test_chat_template_is_prefix_preserving(tiny_model_dir: str) -> None:
+    tok = transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
     messages = [{"role": "system", "content": "sys"}, {"role": "user", "content": "[1] a"}]
     prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     full = tok.apply_chat_template([*messages, {"role": "assistant", "content": "keep_all()"}], tokenize=False)

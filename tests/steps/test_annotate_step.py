@@ -10,7 +10,7 @@ import re
 import pytest
 from datatrove.data import Document
 
-from refinex_datatrove.annotate import ChunkStatus
+from refinex_datatrove.refine_model.requests import ChunkStatus
 from refinex_datatrove.llm.base import Generation, Request
 from refinex_datatrove.llm.scripted import ScriptedBackend, request_text
 from refinex_datatrove.metadata import META_KEY, read_chunk_programs
@@ -245,15 +245,6 @@ def test_constructor_validation_and_pickling():
 # ---- a real (tiny, random) model through TransformersBackend ---------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    torch = pytest.importorskip("torch")
-    from tests.tiny_model import build_tiny_model
-
-    torch.set_num_threads(1)
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-annotate"))
-
-
 def _check_real_run(step, docs, originals, max_new):
     out = run_step(step, docs)
     assert step.stats[AnnotateStat.REQUESTS].total >= len(docs)
@@ -309,7 +300,7 @@ def _nav_program(prompt: str) -> str | Generation:
 def test_rollout_with_a_fake_generate_stores_the_same_record_as_the_step():
     import asyncio
 
-    from refinex_datatrove.annotate import chunk_max_tokens
+    from refinex_datatrove.refine_model.requests import chunk_max_tokens
 
     from datatrove.pipeline.inference.types import InferenceError, InferenceResult
 
@@ -416,7 +407,7 @@ def test_inference_runner_against_a_local_endpoint_then_execute(tmp_path):
 
 
 def test_each_chunk_is_bounded_by_its_line_count_unless_turned_off():
-    from refinex_datatrove.annotate import CHUNK_TOKENS_BASE, CHUNK_TOKENS_PER_LINE, chunk_max_tokens
+    from refinex_datatrove.refine_model.requests import CHUNK_TOKENS_BASE, CHUNK_TOKENS_PER_LINE, chunk_max_tokens
 
     assert chunk_max_tokens(3, 512) == CHUNK_TOKENS_BASE + 3 * CHUNK_TOKENS_PER_LINE
     assert chunk_max_tokens(1000, 512) == 512

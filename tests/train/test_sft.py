@@ -17,11 +17,11 @@ pytest.importorskip("trl")
 pytest.importorskip("peft")
 
 from refinex_datatrove.labels import programs_from_keep_labels
-from refinex_datatrove.models import REFINEX_JSON, load_refine_model, read_refinex_json
+from refinex_datatrove.refine_model.card import REFINEX_JSON, read_refinex_json
+from refinex_datatrove.refine_model.weights import load_refine_model
 from refinex_datatrove.program import PROMPT_STYLE, REFINE_INSTRUCTION, RENDER_FORMAT
 from refinex_datatrove.train.records import sft_records
-from refinex_datatrove.train.sft import build_trainer, cli, load_sft_records, make_parser
-from tests.tiny_model import build_tiny_model
+from refinex_datatrove.train.sft import build_trainer, load_sft_records, make_parser, train_from_argv
 
 REPO = Path(__file__).resolve().parents[2]
 WINDOW, UNIT = 160, "chars"
@@ -59,12 +59,6 @@ def _write_records(path: Path, fmt: str = "prompt_completion") -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    torch.set_num_threads(1)
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
 def records_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "records.jsonl.gz"
     _write_records(path)
@@ -78,9 +72,9 @@ def chat_records_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _argv(tiny_dir: str, records: Path, out: Path, *extra: str) -> list[str]:
+def _argv(tiny_model_dir: str, records: Path, out: Path, *extra: str) -> list[str]:
     return [
-        "--model_name_or_path", tiny_dir,
+        "--model_name_or_path", tiny_model_dir,
         "--dataset_path", str(records),
         "--output_dir", str(out),
         "--max_steps", "6",
@@ -104,9 +98,9 @@ def _state(folder: Path) -> dict:
     return json.loads((folder / "trainer_state.json").read_text())
 
 
-def test_full_sft_trains_saves_and_reloads(tiny_dir: str, records_path: Path, tmp_path: Path) -> None:
+def test_full_sft_trains_saves_and_reloads(tiny_model_dir: str, records_path: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    out = Path(cli(_argv(tiny_dir, records_path, tmp_path / "full")))
+    out = Path(train_from_argv(_argv(tiny_model_dir, records_path, tmp_path / "full")))
 
     losses = [e["loss"] for e in _state(out)["log_history"] if "loss" in e]
     assert len(losses) == 6 and all(l > 0 for l in losses)
@@ -118,13 +112,13 @@ def test_full_sft_trains_saves_and_reloads(tiny_dir: str, records_path: Path, tm
         "instruction": REFINE_INSTRUCTION,
         "window": WINDOW,
         "unit": UNIT,
-        "base_model": tiny_dir,
+        "base_model": tiny_model_dir,
         "base_gguf_file": None,
         "adapter": False,
     }
     from transformers import AutoModelForCausalLM
 
-    before = AutoModelForCausalLM.from_pretrained(tiny_dir).state_dict()
+    before = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
     model, tok = load_refine_model(out)
     after = model.state_dict()
     assert set(before) == set(after)
@@ -135,12 +129,12 @@ def test_full_sft_trains_saves_and_reloads(tiny_dir: str, records_path: Path, tm
 
 @pytest.mark.parametrize("fmt", ["prompt_completion", "conversational"])
 def test_labels_cover_only_the_completion(
-    fmt: str, tiny_dir: str, records_path: Path, chat_records_path: Path, tmp_path: Path
+    fmt: str, tiny_model_dir: str, records_path: Path, chat_records_path: Path, tmp_path: Path
 ) -> None:
     torch.set_num_threads(1)
     path = records_path if fmt == "prompt_completion" else chat_records_path
     parser = make_parser()
-    args = parser.parse_args_and_config(args=_argv(tiny_dir, path, tmp_path / "mask"))
+    args = parser.parse_args_and_config(args=_argv(tiny_model_dir, path, tmp_path / "mask"))
     trainer, meta = build_trainer(*args)
     assert meta["prompt_style"] == ("raw" if fmt == "prompt_completion" else "chat")
     tok = trainer.processing_class
@@ -173,20 +167,20 @@ def test_labels_cover_only_the_completion(
     assert checked == 8
 
 
-def test_lora_saves_an_adapter_that_loads_with_peft(tiny_dir: str, records_path: Path, tmp_path: Path) -> None:
+def test_lora_saves_an_adapter_that_loads_with_peft(tiny_model_dir: str, records_path: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    argv = _argv(tiny_dir, records_path, tmp_path / "lora")
+    argv = _argv(tiny_model_dir, records_path, tmp_path / "lora")
     argv += ["--use_peft", "--lora_r", "4", "--lora_alpha", "8", "--lora_target_modules", "all-linear"]
-    out = Path(cli(argv))
+    out = Path(train_from_argv(argv))
     assert (out / "adapter_model.safetensors").is_file()
     assert not (out / "model.safetensors").exists()
     meta = read_refinex_json(out)
-    assert meta["adapter"] is True and meta["base_model"] == tiny_dir
+    assert meta["adapter"] is True and meta["base_model"] == tiny_model_dir
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), str(out))
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(out))
     lora_b = {k: v for k, v in model.state_dict().items() if "lora_B" in k}
     assert lora_b, "no LoRA weights loaded"
     assert all(v.abs().sum() > 0 for v in lora_b.values()), "a LoRA B matrix is still zero (untrained)"
@@ -196,7 +190,7 @@ def test_lora_saves_an_adapter_that_loads_with_peft(tiny_dir: str, records_path:
     assert not any("lora" in k for k in merged.state_dict())
 
     # the shipping copy: float16 weights, same refinex.json, loads the same way
-    from refinex_datatrove.models import export_adapter
+    from refinex_datatrove.refine_model.weights import export_adapter
 
     small = Path(export_adapter(out, tmp_path / "shipped", dtype="float16", base_model_name="tiny"))
     size = (small / "adapter_model.safetensors").stat().st_size
@@ -210,16 +204,16 @@ def test_lora_saves_an_adapter_that_loads_with_peft(tiny_dir: str, records_path:
 
 
 def test_warm_start_continues_from_an_adapter_with_a_fresh_schedule(
-    tiny_dir: str, records_path: Path, tmp_path: Path
+    tiny_model_dir: str, records_path: Path, tmp_path: Path
 ) -> None:
     torch.set_num_threads(1)
     lora = ["--use_peft", "--lora_r", "4", "--lora_alpha", "8", "--lora_target_modules", "all-linear"]
-    first = Path(cli(_argv(tiny_dir, records_path, tmp_path / "stage1") + lora))
+    first = Path(train_from_argv(_argv(tiny_model_dir, records_path, tmp_path / "stage1") + lora))
     # the stage-2 run asks for another LoRA shape: the adapter's own shape (r=4) must win
-    second = _argv(tiny_dir, records_path, tmp_path / "stage2", "--init_adapter", str(first))
+    second = _argv(tiny_model_dir, records_path, tmp_path / "stage2", "--init_adapter", str(first))
     second += ["--use_peft", "--lora_r", "8", "--lora_alpha", "16"]
     second[second.index("--max_steps") + 1] = "2"
-    out = Path(cli(second))
+    out = Path(train_from_argv(second))
 
     history = [e for e in _state(out)["log_history"] if "loss" in e]
     assert [e["step"] for e in history] == [1, 2]  # a new run, not a resumed one
@@ -238,29 +232,29 @@ def test_warm_start_continues_from_an_adapter_with_a_fresh_schedule(
     assert drift < 1.0
 
     with pytest.raises(ValueError, match="not a LoRA adapter folder"):
-        cli(_argv(tiny_dir, records_path, tmp_path / "bad", "--init_adapter", str(tmp_path)))
+        train_from_argv(_argv(tiny_model_dir, records_path, tmp_path / "bad", "--init_adapter", str(tmp_path)))
 
 
-def test_checkpoint_resume_continues_the_step_count(tiny_dir: str, records_path: Path, tmp_path: Path) -> None:
+def test_checkpoint_resume_continues_the_step_count(tiny_model_dir: str, records_path: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     out = tmp_path / "resume"
-    first = _argv(tiny_dir, records_path, out) + ["--save_strategy", "steps", "--save_steps", "3"]
+    first = _argv(tiny_model_dir, records_path, out) + ["--save_strategy", "steps", "--save_steps", "3"]
     first[first.index("--max_steps") + 1] = "3"
-    cli(first)
+    train_from_argv(first)
     ckpt_state = out / "checkpoint-3" / "trainer_state.json"
     state = json.loads(ckpt_state.read_text())
     state["log_history"].insert(0, {"step": 0, "marker": "from-checkpoint"})  # only a resumed run carries it
     ckpt_state.write_text(json.dumps(state))
-    second = _argv(tiny_dir, records_path, out) + ["--save_strategy", "steps", "--save_steps", "3"]
-    cli(second)
+    second = _argv(tiny_model_dir, records_path, out) + ["--save_strategy", "steps", "--save_steps", "3"]
+    train_from_argv(second)
     history = _state(out)["log_history"]
     assert history[0].get("marker") == "from-checkpoint"
     assert [e["step"] for e in history if "loss" in e] == [1, 2, 3, 4, 5, 6]  # steps 1-3 not trained again
 
 
-def test_time_budget_stops_after_the_first_step(tiny_dir: str, records_path: Path, tmp_path: Path) -> None:
+def test_time_budget_stops_after_the_first_step(tiny_model_dir: str, records_path: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    out = Path(cli(_argv(tiny_dir, records_path, tmp_path / "budget", "--max_train_minutes", "0")))
+    out = Path(train_from_argv(_argv(tiny_model_dir, records_path, tmp_path / "budget", "--max_train_minutes", "0")))
     assert _state(out)["global_step"] == 1
     assert (out / REFINEX_JSON).is_file()
 
@@ -341,7 +335,43 @@ def test_refinex_train_subcommand_passes_every_argument_through(monkeypatch: pyt
     from refinex_datatrove.train import sft
 
     seen: dict = {}
-    monkeypatch.setattr(sft, "cli", lambda argv, prog=None: seen.update(argv=argv, prog=prog))
-    argv = ["--config", "x.yaml", "--learning_rate", "1e-4", "--use_peft", "-h"]
+    monkeypatch.setattr(sft, "train_from_argv", lambda argv, prog=None: seen.update(argv=argv, prog=prog))
+    argv = ["--config", "x.yaml", "--learning_rate", "1e-4", "--use_peft", "--set", "max_steps=3"]
     assert refinex_cli.main(["train", *argv]) == 0
-    assert seen == {"argv": argv, "prog": "refinex train"}
+    expected = ["--config", "x.yaml", "--learning_rate", "1e-4", "--use_peft", "--max_steps", "3"]
+    assert seen == {"argv": expected, "prog": "refinex train"}
+
+
+def test_train_help_is_short_and_shows_config(capsys: pytest.CaptureFixture) -> None:
+    """``refinex train --help`` lists --config and the usual options in a screenful; --help-all has TRL's all."""
+    from refinex_datatrove import cli as refinex_cli
+
+    assert refinex_cli.main(["train", "--help"]) == 0
+    short = capsys.readouterr().out
+    assert "--config FILE.yaml" in short and "--dryrun" in short and "--dataset_path" in short
+    assert len(short.splitlines()) < 60
+    assert refinex_cli.main(["train", "--help-all"]) == 0
+    full = capsys.readouterr().out
+    assert len(full.splitlines()) > 300 and "--gradient_accumulation_steps" in full
+
+
+def test_train_refiner_script_dryrun_and_set(capsys: pytest.CaptureFixture) -> None:
+    """``pipelines/train_refiner.py --dryrun`` (README: every pipeline script takes --dryrun and --set) prints the
+    resolved options of the default config on a CPU machine, although that config asks for bf16 on GPUs."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("train_refiner_script", root / "pipelines" / "train_refiner.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert script.main(["--dryrun", "--set", "learning_rate=3e-5", "--output_dir", "runs/x"]) == 0
+        out = capsys.readouterr().out
+        assert "learning_rate: 3.0e-05" in out and "output_dir: runs/x" in out and "bf16: true" in out
+        assert "nothing was trained" in out
+        assert script.main(["--dryrun", "--set", "learnin_rate=3e-5"]) == 2
+        assert "learnin_rate" in capsys.readouterr().err
+    finally:
+        os.chdir(cwd)

@@ -1,4 +1,4 @@
-"""Fixtures for the LLM transport tests."""
+"""Fixtures shared by the whole suite: tests run offline, with one torch thread, on a tiny model built here."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A tiny random Llama + BPE tokenizer folder (built once per session, ~1 s)."""
+    """A tiny random Llama + BPE tokenizer folder (built once per session, ~1 s); read it, never write into it."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from tests.tiny_model import build_tiny_model
