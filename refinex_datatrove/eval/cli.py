@@ -2,7 +2,9 @@
 
 Files are read with fsspec (datatrove's I/O layer), so local paths and remote URLs both work, compressed or not.
 The refined output is read line by line rather than with datatrove's ``JsonlReader``, which skips documents
-with an empty text: an emptied document would otherwise be scored as dropped.
+with an empty text: an emptied document would otherwise be scored as dropped. Parquet files (``refinex refine
+--output-format parquet``) are read row by row, each row as the JSONL record it stands for
+(:func:`refinex_datatrove.metadata.record_from_parquet`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from refinex_datatrove.cli import positive_int
 
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.bz2", ".jsonl.xz")
-"""Files of a folder that are read (datatrove's ``JsonlWriter`` writes ``.jsonl.gz`` by default)."""
+"""JSON Lines files of a folder that are read (datatrove's ``JsonlWriter`` writes ``.jsonl.gz`` by default)."""
+
+PARQUET_SUFFIXES = (".parquet",)
+RECORD_SUFFIXES = JSONL_SUFFIXES + PARQUET_SUFFIXES
+"""Files of a folder that are read: JSON Lines and Parquet."""
 
 
 def _input_error(message: str) -> Exception:
@@ -28,10 +34,10 @@ def _input_error(message: str) -> Exception:
 
 
 def jsonl_files(path: str) -> list[str]:
-    """``path`` itself when it is a file, else the JSONL files under the folder (recursively, sorted).
+    """``path`` itself when it is a file, else the JSONL and Parquet files under the folder (recursively, sorted).
 
     Raises:
-        InputError: the path does not exist, or the folder holds no JSONL file.
+        InputError: the path does not exist, or the folder holds no JSONL or Parquet file.
     """
     from fsspec.core import url_to_fs
 
@@ -40,14 +46,37 @@ def jsonl_files(path: str) -> list[str]:
         raise _input_error(f"{path!r} does not exist")
     if not fs.isdir(root):
         return [fs.unstrip_protocol(root) if "://" in path else root]
-    files = sorted(f for f in fs.find(root) if f.endswith(JSONL_SUFFIXES))
+    files = sorted(f for f in fs.find(root) if f.endswith(RECORD_SUFFIXES))
     if not files:
-        raise _input_error(f"no {', '.join(JSONL_SUFFIXES)} file under {path!r}")
+        raise _input_error(f"no {', '.join(RECORD_SUFFIXES)} file under {path!r}")
     return [fs.unstrip_protocol(f) if "://" in path else f for f in files]
 
 
+def _iter_parquet(file: str) -> Iterator[tuple[str, int, Any]]:
+    import fsspec
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from refinex_datatrove.metadata import record_from_parquet
+
+    n = 0
+    try:
+        with fsspec.open(file, "rb") as f:
+            for batch in pq.ParquetFile(f).iter_batches():
+                for row in batch.to_pylist():
+                    n += 1
+                    try:
+                        record: Any = record_from_parquet(row)
+                    except ValueError as e:  # a side column that is not a JSON object
+                        record = e
+                    yield file, n, record
+    except (OSError, pa.ArrowException) as e:  # unreadable or truncated file
+        raise _input_error(f"cannot read {file!r}: {e}") from None
+
+
 def iter_jsonl(path: str) -> Iterator[tuple[str, int, Any]]:
-    """``(file, line_number, parsed_or_exception)`` for every non-blank line of the JSONL file(s) at ``path``.
+    """``(file, line_number, parsed_or_exception)`` for every non-blank line of the JSONL file(s) at ``path``,
+    and every row (numbered from 1) of its Parquet files, each as its JSONL record.
 
     A line that is not valid JSON yields the ``orjson.JSONDecodeError`` instead of raising, so callers decide.
     """
@@ -55,6 +84,9 @@ def iter_jsonl(path: str) -> Iterator[tuple[str, int, Any]]:
     import orjson
 
     for file in jsonl_files(path):
+        if file.endswith(PARQUET_SUFFIXES):
+            yield from _iter_parquet(file)
+            continue
         try:
             with fsspec.open(file, "rb", compression="infer") as f:
                 for n, raw in enumerate(f, start=1):
@@ -154,7 +186,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         "token ratio and untouched / emptied / dropped shares, for the refined output and the baselines on the "
         "same documents. Percentages; '-' = undefined (e.g. precision when nothing was deleted).",
     )
-    p.add_argument("--refined", required=True, metavar="PATH", help="JSONL(.gz) file or datatrove output folder")
+    p.add_argument("--refined", required=True, metavar="PATH",
+                   help="JSONL(.gz) or Parquet file, or datatrove output folder")
     p.add_argument("--gold", required=True, metavar="PATH", help="gold pairs, JSONL(.gz) file or folder")
     p.add_argument("--text-key", default="noisy", help="gold field with the input text (default: noisy)")
     p.add_argument("--keep-key", default="keep", help="gold field with per-line 0/1 labels (default: keep)")
@@ -281,7 +314,8 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "text comes from metadata['refinex']['original_text'] (ProgramExecutor(keep_original=True)), from "
         "--originals, or is the document's own text when nothing was removed.",
     )
-    p.add_argument("--input", required=True, metavar="PATH", help="JSONL(.gz) file or datatrove output folder")
+    p.add_argument("--input", required=True, metavar="PATH",
+                   help="JSONL(.gz) or Parquet file, or datatrove output folder")
     p.add_argument("--out", required=True, metavar="OUT.html", help="the HTML file to write")
     p.add_argument("--stats", default=None, metavar="stats.json", help="a datatrove stats.json to show")
     p.add_argument("--originals", default=None, metavar="PATH", help="the input documents, to recover originals")
