@@ -2,7 +2,7 @@
 
 Runs :func:`refinex_datatrove.pipelines.build_refine_pipeline` under datatrove's ``LocalPipelineExecutor``:
 
-    OUTPUT_DIR/refined/       refined documents (same ids), JSON Lines
+    OUTPUT_DIR/refined/       refined documents (same ids), JSON Lines or Parquet (``--output-format``)
     OUTPUT_DIR/excluded/      dropped documents, one folder per filter (<n>_<name>/)
     OUTPUT_DIR/logs/          datatrove logging dir: stats.json, completions/ (a rerun skips finished tasks)
     OUTPUT_DIR/report.html    static HTML report of what the programs deleted (``--no-report`` to skip)
@@ -19,6 +19,11 @@ answer at all before the run starts (nothing is written then).
 The report needs each changed document's text from before execution: with ``--report`` the executor runs with
 ``keep_original=True``, so changed documents carry it in ``metadata["refinex"]["original_text"]`` (the exact text
 the programs ran on, also after ``--prefilter``'s C4 filter edited it); ``--no-report`` writes lean records.
+
+``--output-format parquet`` writes the refined documents with datatrove's ``ParquetWriter``: ``metadata["refinex"]``
+as a typed struct, every other metadata key JSON-encoded in ``metadata["other_metadata_json"]``; nothing of the
+JSONL record is lost (:mod:`refinex_datatrove.metadata`). Excluded documents stay JSON Lines. ``refinex eval``,
+``refinex report`` and the report read either format.
 """
 
 from __future__ import annotations
@@ -140,6 +145,9 @@ def add_refine_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                    help="run datatrove's offline FineWeb filters (Gopher, C4, FineWeb quality) before the model")
     p.add_argument("--min-words", type=int, default=11, help="drop refined documents with fewer words (default 11)")
     p.add_argument("--compression", choices=("gzip", "none"), default="gzip", help="output compression")
+    p.add_argument("--output-format", choices=("jsonl", "parquet"), default="jsonl",
+                   help="format of OUTPUT_DIR/refined (default: %(default)s); Parquet keeps every metadata field "
+                   "(metadata['refinex'] typed, other keys JSON-encoded in metadata['other_metadata_json'])")
     p.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
                    help="write OUTPUT_DIR/report.html (deletions struck through, per call); keeps each changed "
                    "document's original text in its metadata (default: on)")
@@ -180,8 +188,8 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
                      "progress_every": progress or None, "expected_docs": _expected_docs(args) if progress else None},
         "execute": {"keep_original": bool(getattr(args, "report", False))},
         "quality": {"min_words": args.min_words},
-        "output": {"format": "jsonl", "folder": str(out / "refined"), "excluded": str(out / "excluded"),
-                   "compression": compression},
+        "output": {"format": getattr(args, "output_format", "jsonl"), "folder": str(out / "refined"),
+                   "excluded": str(out / "excluded"), "compression": compression},
     }
 
 
@@ -216,7 +224,7 @@ def report_docs(output_dir: str | Path, max_docs: int = REPORT_MAX_DOCS) -> Iter
     """The report's documents for a finished run: the refined ones, then those the quality filter excluded (with
     their drop reason as a note); at most ``max_docs``. Documents excluded before the model have no program and
     are left out (the summary counts them)."""
-    from refinex_datatrove.eval.cli import iter_jsonl
+    from refinex_datatrove.eval.cli import RECORD_SUFFIXES, iter_jsonl
     from refinex_datatrove.eval.report import report_doc
 
     out = Path(output_dir)
@@ -225,7 +233,7 @@ def report_docs(output_dir: str | Path, max_docs: int = REPORT_MAX_DOCS) -> Iter
         sources += [(p, p.name) for p in sorted((out / "excluded").iterdir()) if p.name.endswith("refinex_quality")]
     n = 0
     for folder, excluded in sources:
-        if not folder.is_dir() or not any(folder.rglob("*.jsonl*")):
+        if not folder.is_dir() or not any(p.name.endswith(RECORD_SUFFIXES) for p in folder.rglob("*")):
             continue
         for file, line, rec in iter_jsonl(str(folder)):
             if n >= max_docs:
