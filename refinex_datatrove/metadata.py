@@ -69,6 +69,7 @@ writer would have written: ``exec`` counters without their ``null`` entries, the
 
 from __future__ import annotations
 
+import functools
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -482,6 +483,7 @@ def _counter_field(pa: Any, name: str, keys: list[str]) -> pa.Field:
     return pa.field(name, pa.struct([pa.field(k, pa.int64()) for k in keys]), metadata={COUNTER_FIELD: b"1"})
 
 
+@functools.cache
 def refinex_arrow_type() -> pa.DataType:
     """The pyarrow struct type of ``metadata["refinex"]``: one field for every key of the schema (module doc).
 
