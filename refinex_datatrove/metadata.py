@@ -680,7 +680,12 @@ class ParquetMetadataAdapter:
         self._types = types
 
     def __call__(self, writer: Any, document: Document) -> dict[str, Any]:
-        import json
+        import orjson
+
+        try:  # JsonlWriter's own encoder of dates and numpy scalars: the same values, written the same way
+            from datatrove.pipeline.writers.jsonl import _json_default
+        except ImportError:  # an older datatrove: orjson's own types only
+            _json_default = None
 
         columns: dict[str, Any] = {}
         other: dict[str, Any] = {}
@@ -693,7 +698,7 @@ class ParquetMetadataAdapter:
                 writer.stat_update(f"metadata_as_json_{key}")
             other[key] = value
         if other:
-            columns[OTHER_METADATA_KEY] = json.dumps(other, ensure_ascii=False)
+            columns[OTHER_METADATA_KEY] = orjson.dumps(other, default=_json_default).decode("utf-8")
         data: dict[str, Any] = {"text": document.text, "id": document.id}
         if self.expand_metadata:
             return data | columns
