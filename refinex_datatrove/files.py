@@ -1,8 +1,8 @@
-"""Reading the project's inputs outside a datatrove pipeline: text files byte for byte, and JSON Lines files or
-folders through fsspec (datatrove's I/O layer: local paths and remote URLs, compressed or not).
+"""Reading the project's inputs outside a datatrove pipeline: text files byte for byte, and JSON Lines (or
+Parquet) files or folders through fsspec (datatrove's I/O layer: local paths and remote URLs, compressed or not).
 
-The one JSONL reader of the package: ``refinex eval`` / ``report``, the refine report, SFT record loading and
-the WCXB pairs all read through :func:`iter_jsonl`. (Inside a pipeline, datatrove's readers do; see
+The one record reader of the package: ``refinex eval`` / ``report``, the refine report, SFT record loading and
+the WCXB pairs all read through :func:`iter_records`. (Inside a pipeline, datatrove's readers do; see
 :class:`~refinex_datatrove.steps.guard.GuardedJsonlReader`.) Pure: fsspec and orjson are imported inside.
 """
 
@@ -12,7 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.bz2", ".jsonl.xz")
-"""Files of a folder that are read (datatrove's ``JsonlWriter`` writes ``.jsonl.gz`` by default)."""
+"""JSON Lines files of a folder that are read (datatrove's ``JsonlWriter`` writes ``.jsonl.gz`` by default)."""
+
+PARQUET_SUFFIXES = (".parquet",)
+RECORD_SUFFIXES = JSONL_SUFFIXES + PARQUET_SUFFIXES
+"""Files of a folder that are read: JSON Lines and Parquet (``refinex refine --output-format parquet``)."""
 
 
 class InputError(ValueError):
@@ -43,7 +47,7 @@ def read_text_file(path: str, what: str = "file") -> str:
         ) from None
 
 
-def jsonl_files(path: str, suffixes: tuple[str, ...] = JSONL_SUFFIXES) -> list[str]:
+def record_files(path: str, suffixes: tuple[str, ...] = RECORD_SUFFIXES) -> list[str]:
     """``path`` itself when it is a file, else the files under the folder ending in ``suffixes`` (recursively,
     sorted).
 
@@ -63,8 +67,32 @@ def jsonl_files(path: str, suffixes: tuple[str, ...] = JSONL_SUFFIXES) -> list[s
     return [fs.unstrip_protocol(f) if "://" in path else f for f in files]
 
 
-def iter_jsonl(path: str, suffixes: tuple[str, ...] = JSONL_SUFFIXES) -> Iterator[tuple[str, int, Any]]:
-    """``(file, line_number, parsed_or_exception)`` for every non-blank line of the JSONL file(s) at ``path``.
+def _iter_parquet(file: str) -> Iterator[tuple[str, int, Any]]:
+    import fsspec
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from refinex_datatrove.metadata import record_from_parquet
+
+    n = 0
+    try:
+        with fsspec.open(file, "rb") as f:
+            for batch in pq.ParquetFile(f).iter_batches():
+                for row in batch.to_pylist():
+                    n += 1
+                    try:
+                        record: Any = record_from_parquet(row)
+                    except ValueError as e:  # a side column that is not a JSON object
+                        record = e
+                    yield file, n, record
+    except (OSError, pa.ArrowException) as e:  # unreadable or truncated file
+        raise InputError(f"cannot read {file!r}: {e}") from None
+
+
+def iter_records(path: str, suffixes: tuple[str, ...] = RECORD_SUFFIXES) -> Iterator[tuple[str, int, Any]]:
+    """``(file, line_number, parsed_or_exception)`` for every non-blank line of the JSONL file(s) at ``path``,
+    and every row (numbered from 1) of its Parquet files, each as its JSONL record
+    (:func:`refinex_datatrove.metadata.record_from_parquet`).
 
     A line that is not valid JSON yields the ``orjson.JSONDecodeError`` instead of raising, so callers decide.
 
@@ -74,7 +102,10 @@ def iter_jsonl(path: str, suffixes: tuple[str, ...] = JSONL_SUFFIXES) -> Iterato
     import fsspec
     import orjson
 
-    for file in jsonl_files(path, suffixes):
+    for file in record_files(path, suffixes):
+        if file.endswith(PARQUET_SUFFIXES):
+            yield from _iter_parquet(file)
+            continue
         try:
             with fsspec.open(file, "rb", compression="infer") as f:
                 for n, raw in enumerate(f, start=1):
@@ -88,13 +119,13 @@ def iter_jsonl(path: str, suffixes: tuple[str, ...] = JSONL_SUFFIXES) -> Iterato
             raise InputError(f"cannot read {file!r}: {e}") from None
 
 
-def iter_json_objects(path: str, suffixes: tuple[str, ...] = JSONL_SUFFIXES) -> Iterator[tuple[str, int, dict]]:
-    """Like :func:`iter_jsonl` for input that must be clean (gold pairs, SFT records): every line a JSON object.
+def iter_record_objects(path: str, suffixes: tuple[str, ...] = RECORD_SUFFIXES) -> Iterator[tuple[str, int, dict]]:
+    """Like :func:`iter_records` for input that must be clean (gold pairs, SFT records): every line a JSON object.
 
     Raises:
         InputError: a line that is not valid JSON or not an object, with its file and line number.
     """
-    for file, n, rec in iter_jsonl(path, suffixes):
+    for file, n, rec in iter_records(path, suffixes):
         if isinstance(rec, Exception):
             raise InputError(f"{file}:{n}: not valid JSON ({rec})")
         if not isinstance(rec, dict):
@@ -102,4 +133,13 @@ def iter_json_objects(path: str, suffixes: tuple[str, ...] = JSONL_SUFFIXES) -> 
         yield file, n, rec
 
 
-__all__ = ["JSONL_SUFFIXES", "InputError", "iter_json_objects", "iter_jsonl", "jsonl_files", "read_text_file"]
+__all__ = [
+    "JSONL_SUFFIXES",
+    "PARQUET_SUFFIXES",
+    "RECORD_SUFFIXES",
+    "InputError",
+    "iter_record_objects",
+    "iter_records",
+    "read_text_file",
+    "record_files",
+]

@@ -69,7 +69,10 @@ def make_reader(reader: Mapping[str, Any], excluded: str | None = None, compress
 
     JSONL goes through :class:`~refinex_datatrove.steps.guard.GuardedJsonlReader` (datatrove's ``JsonlReader``
     skips bad lines and empty texts with only a warning): unusable records are counted by reason and written to
-    ``<excluded>/0_read``. Parquet uses datatrove's ``ParquetReader``. Paths may be local or any fsspec URL.
+    ``<excluded>/0_read``. Parquet uses datatrove's ``ParquetReader`` with
+    :func:`~refinex_datatrove.metadata.parquet_reader_adapter`, so documents written by :func:`make_writer` come
+    back with the metadata they were written with (other Parquet files read as with datatrove's own adapter).
+    Paths may be local or any fsspec URL.
     """
     kw = dict(reader)
     fmt = kw.pop("format", "jsonl")
@@ -84,6 +87,9 @@ def make_reader(reader: Mapping[str, Any], excluded: str | None = None, compress
     if fmt == "parquet":
         from datatrove.pipeline.readers import ParquetReader
 
+        from refinex_datatrove.metadata import parquet_reader_adapter
+
+        kw.setdefault("adapter", parquet_reader_adapter)
         return config_call("reader", ParquetReader, kw)
     raise ValueError(f"reader.format must be one of {READER_FORMATS}, got {fmt!r}")
 
@@ -143,9 +149,19 @@ def make_filters(filters: Mapping[str, Any] | None, excluded: str | None, compre
     return steps
 
 
+OUTPUT_FORMATS = ("jsonl", "parquet")
+
+
 def make_writer(output: Mapping[str, Any]) -> Any:
     """The final writer: ``JsonlWriter``, or ``ParquetWriter`` with
-    :func:`~refinex_datatrove.metadata.refinex_arrow_schema`."""
+    :func:`~refinex_datatrove.metadata.refinex_arrow_schema` and
+    :class:`~refinex_datatrove.metadata.ParquetMetadataAdapter`.
+
+    Both keep every metadata key of every document: in Parquet, ``metadata["refinex"]`` is a typed struct,
+    the ``extra_metadata`` keys (``{key: arrow type alias}``) are typed columns, and every other key is kept
+    JSON-encoded in ``metadata["other_metadata_json"]`` (:func:`~refinex_datatrove.metadata.record_from_parquet`
+    reads a row back as the JSONL record). ``compression`` ``gzip`` (the default) applies to either format.
+    """
     fmt = output.get("format", "jsonl")
     folder = output.get("folder")
     if not folder:
@@ -162,12 +178,15 @@ def make_writer(output: Mapping[str, Any]) -> Any:
         import pyarrow as pa
         from datatrove.pipeline.writers import ParquetWriter
 
-        from refinex_datatrove.metadata import refinex_arrow_schema
+        from refinex_datatrove.metadata import ParquetMetadataAdapter, refinex_arrow_schema
 
         extra = [pa.field(k, pa.type_for_alias(t)) for k, t in (output.get("extra_metadata") or {}).items()]
         pq_compression = compression if compression in ("snappy", "gzip", "brotli", "lz4", "zstd") else None
-        return ParquetWriter(folder, compression=pq_compression, schema=refinex_arrow_schema(extra), **kw)
-    raise ValueError(f"output.format must be 'jsonl' or 'parquet', got {fmt!r}")
+        schema = refinex_arrow_schema(extra)
+        return ParquetWriter(
+            folder, compression=pq_compression, schema=schema, adapter=ParquetMetadataAdapter(schema), **kw
+        )
+    raise ValueError(f"output.format must be one of {OUTPUT_FORMATS}, got {fmt!r}")
 
 
 def _refine_tail(config: Mapping[str, Any], first_exclusion_index: int) -> list[Any]:
@@ -477,6 +496,7 @@ __all__ = [
     "DEFAULT_FILTERS",
     "DISTILL_SECTIONS",
     "FILTER_ORDER",
+    "OUTPUT_FORMATS",
     "SECTIONS",
     "build_distill_pipeline",
     "build_refine_pipeline",

@@ -63,10 +63,12 @@ def test_write_then_read_round_trips():
     assert record == {
         "render": RENDER_FORMAT,
         "source": "labels",
+        "model": None,
         "n_lines": 5,
         "chunks": [
-            {"start": 0, "n_lines": 3, "skipped": False, "program": "remove_lines(2, 2)"},
-            {"start": 3, "n_lines": 2, "skipped": True, "program": "keep_all()"},
+            {"start": 0, "n_lines": 3, "skipped": False, "program": "remove_lines(2, 2)", "status": None,
+             "error": None},
+            {"start": 3, "n_lines": 2, "skipped": True, "program": "keep_all()", "status": None, "error": None},
         ],
     }
     assert read_chunk_programs(doc.metadata[META_KEY], n_doc_lines=5) == PROGRAMS
@@ -215,7 +217,9 @@ def test_parquet_writer_with_schema_handles_docs_with_and_without_programs(tmp_p
     assert metas[0].get(META_KEY) is None
     assert metas[1]["url"] == "http://example.org" and metas[1][META_KEY] is None
     program = metas[2][META_KEY]["program"]
-    assert program["chunks"][1] == {"start": 3, "n_lines": 2, "skipped": True, "program": "keep_all()"}
+    assert program["chunks"][1] == {
+        "start": 3, "n_lines": 2, "skipped": True, "program": "keep_all()", "status": None, "error": None
+    }
     assert read_chunk_programs(metas[2][META_KEY], n_doc_lines=5) == PROGRAMS
     assert metas[2][META_KEY]["exec"] is None
     ex = metas[3][META_KEY]["exec"]

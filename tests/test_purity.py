@@ -27,7 +27,6 @@ PURE = [
     "refinex_datatrove.files",
     "refinex_datatrove.labels",
     "refinex_datatrove.llm.base",
-    "refinex_datatrove.metadata",
     "refinex_datatrove.program",
     "refinex_datatrove.program.chunking",
     "refinex_datatrove.program.executor",
@@ -64,6 +63,7 @@ LIGHT = [
     "refinex_datatrove.llm.scripted",
     "refinex_datatrove.llm.transformers_backend",
     "refinex_datatrove.llm.vllm_backend",
+    "refinex_datatrove.metadata",  # datatrove only inside the Parquet writer adapter
     "refinex_datatrove.recipes",
     "refinex_datatrove.refine_model",
     "refinex_datatrove.refine_model.backend",

@@ -2,7 +2,7 @@
 
 Runs :func:`refinex_datatrove.recipes.build_refine_pipeline` under datatrove's ``LocalPipelineExecutor``:
 
-    OUTPUT_DIR/refined/       refined documents (same ids), JSON Lines
+    OUTPUT_DIR/refined/       refined documents (same ids), JSON Lines or Parquet (``--output-format``)
     OUTPUT_DIR/excluded/      dropped documents, one folder per filter (<n>_<name>/)
     OUTPUT_DIR/logs/          datatrove logging dir: stats.json, completions/ (a rerun skips finished tasks)
     OUTPUT_DIR/report.html    static HTML report of what the programs deleted (``--no-report`` to skip)
@@ -19,6 +19,11 @@ answer at all before the run starts (nothing is written then).
 The report needs each changed document's text from before execution: with ``--report`` the executor runs with
 ``keep_original=True``, so changed documents carry it in ``metadata["refinex"]["original_text"]`` (the exact text
 the programs ran on, also after ``--prefilter``'s C4 filter edited it); ``--no-report`` writes lean records.
+
+``--output-format parquet`` writes the refined documents with datatrove's ``ParquetWriter``: ``metadata["refinex"]``
+as a typed struct, every other metadata key JSON-encoded in ``metadata["other_metadata_json"]``; nothing of the
+JSONL record is lost (:mod:`refinex_datatrove.metadata`). Excluded documents stay JSON Lines. ``refinex eval``,
+``refinex report`` and the report read either format.
 """
 
 from __future__ import annotations
@@ -214,6 +219,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--min-words", type=int, default=11, help="drop refined documents with fewer words (default 11)")
     p.add_argument("--compression", choices=("gzip", "none"), default="gzip", help="output compression")
     p.add_argument(
+        "--output-format",
+        choices=("jsonl", "parquet"),
+        default="jsonl",
+        help="format of OUTPUT_DIR/refined (default: %(default)s); Parquet keeps every metadata field "
+        "(metadata['refinex'] typed, other keys JSON-encoded in metadata['other_metadata_json'])",
+    )
+    p.add_argument(
         "--report",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -294,7 +306,7 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
         "execute": {"keep_original": bool(getattr(args, "report", False))},
         "quality": {"min_words": args.min_words},
         "output": {
-            "format": "jsonl",
+            "format": getattr(args, "output_format", "jsonl"),
             "folder": str(out / "refined"),
             "excluded": str(out / "excluded"),
             "compression": compression,
@@ -333,8 +345,8 @@ def report_docs(output_dir: str | Path, max_docs: int = REPORT_MAX_DOCS) -> Iter
     """The report's documents for a finished run: the refined ones, then those the quality filter excluded (with
     their drop reason as a note); at most ``max_docs``. Documents excluded before the model have no program and
     are left out (the summary counts them)."""
+    from refinex_datatrove.files import RECORD_SUFFIXES, iter_records
     from refinex_datatrove.eval.report import report_doc
-    from refinex_datatrove.files import iter_jsonl
 
     out = Path(output_dir)
     sources = [(out / "refined", None)]
@@ -342,9 +354,9 @@ def report_docs(output_dir: str | Path, max_docs: int = REPORT_MAX_DOCS) -> Iter
         sources += [(p, p.name) for p in sorted((out / "excluded").iterdir()) if p.name.endswith("refinex_quality")]
     n = 0
     for folder, excluded in sources:
-        if not folder.is_dir() or not any(folder.rglob("*.jsonl*")):
+        if not folder.is_dir() or not any(p.name.endswith(RECORD_SUFFIXES) for p in folder.rglob("*")):
             continue
-        for file, line, rec in iter_jsonl(str(folder)):
+        for file, line, rec in iter_records(str(folder)):
             if n >= max_docs:
                 return
             if not isinstance(rec, dict):

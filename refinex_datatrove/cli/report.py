@@ -41,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from refinex_datatrove.eval.inputs import read_refined
     from refinex_datatrove.eval.report import DEFAULT_MAX_CHARS, report_doc, write_report
-    from refinex_datatrove.files import iter_jsonl
+    from refinex_datatrove.files import iter_records
     from refinex_datatrove.program import ExecPolicy
 
     originals: dict[str, str] = {}
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     def docs() -> Iterator[dict[str, Any]]:
         n = 0
-        for file, line, rec in iter_jsonl(args.input):
+        for file, line, rec in iter_records(args.input):
             if args.limit is not None and n >= args.limit:
                 return
             if not isinstance(rec, dict):

@@ -1,6 +1,6 @@
 """Reading refined output and gold pairs for scoring (``refinex eval``, ``refinex report``, the refine report).
 
-The refined output is read line by line (:func:`refinex_datatrove.files.iter_jsonl`) rather than with
+The refined output is read line by line (:func:`refinex_datatrove.files.iter_records`) rather than with
 datatrove's ``JsonlReader``, which skips documents with an empty text: an emptied document would otherwise be
 scored as dropped.
 """
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from refinex_datatrove.files import iter_json_objects, iter_jsonl
+from refinex_datatrove.files import iter_record_objects, iter_records
 
 
 @dataclass(slots=True)
@@ -46,7 +46,7 @@ def read_refined(path: str, *, text_key: str = "text", id_key: str = "id") -> Re
     fields), counted as ``text_field_absent``.
     """
     out = RefinedInput()
-    for _, _, rec in iter_jsonl(path):
+    for _, _, rec in iter_records(path):
         out.records += 1
         if not isinstance(rec, dict):
             out.malformed_lines += 1
@@ -72,7 +72,7 @@ def read_refined(path: str, *, text_key: str = "text", id_key: str = "id") -> Re
 
 def read_gold_records(path: str) -> Iterator[dict[str, Any]]:
     """Gold records from a JSONL(.gz) file or folder; a malformed line is an error (gold must be clean)."""
-    for _, _, rec in iter_json_objects(path):
+    for _, _, rec in iter_record_objects(path):
         yield rec
 
 

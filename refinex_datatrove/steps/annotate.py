@@ -186,8 +186,9 @@ def _count_annotations(step: PipelineStep, annotations: Sequence[ChunkAnnotation
 def store_annotations(doc: Document, annotations: Sequence[ChunkAnnotation], model_name: str) -> bool:
     """Write the chunk programs to ``doc.metadata["refinex"]["program"]`` (source ``"model"``).
 
-    Besides the common schema, the record holds ``"model"`` (the refine model's name) and each chunk its
-    ``"status"`` (:class:`~refinex_datatrove.refine_model.requests.ChunkStatus`); a failed chunk's program is ``keep_all()``.
+    The record holds ``"model"`` (the refine model's name) and each chunk its ``"status"``
+    (:class:`~refinex_datatrove.refine_model.requests.ChunkStatus`) and, when it failed, its ``"error"``; a failed chunk's
+    program is ``keep_all()``.
     A ``metadata["refinex"]`` that is not a dict (malformed upstream metadata) is replaced by a fresh one.
 
     Returns:
@@ -197,12 +198,15 @@ def store_annotations(doc: Document, annotations: Sequence[ChunkAnnotation], mod
     if replaced:
         doc.metadata[META_KEY] = empty_refinex()
     n_lines = len(split_lines(doc.text))
-    record = write_program(doc, [ChunkProgram(a.chunk, a.program) for a in annotations], PROGRAM_SOURCE, n_lines)
-    record["model"] = model_name  # type: ignore[typeddict-unknown-key]
-    for chunk_record, a in zip(record["chunks"], annotations, strict=True):
-        chunk_record["status"] = a.status.value  # type: ignore[typeddict-unknown-key]
-        if a.status == ChunkStatus.FAILED:
-            chunk_record["error"] = (a.error or "unknown error")[:500]  # type: ignore[typeddict-unknown-key]
+    write_program(
+        doc,
+        [ChunkProgram(a.chunk, a.program) for a in annotations],
+        PROGRAM_SOURCE,
+        n_lines,
+        model=model_name,
+        statuses=[a.status.value for a in annotations],
+        errors=[(a.error or "unknown error")[:500] if a.status == ChunkStatus.FAILED else None for a in annotations],
+    )
     return replaced
 
 

@@ -20,7 +20,14 @@ from refinex_datatrove.distill.to_program import (
     roundtrip_error,
 )
 from refinex_datatrove.expert_protocol import ExpertStatus
-from refinex_datatrove.metadata import MalformedProgramMetadata, empty_refinex, get_refinex, write_program
+from refinex_datatrove.metadata import (
+    META_KEY,
+    MalformedProgramMetadata,
+    distill_record,
+    empty_refinex,
+    get_refinex,
+    write_program,
+)
 from refinex_datatrove.program import Unit, delete_spans, split_lines
 from refinex_datatrove.refine_model.card import DEFAULT_WINDOW
 
@@ -57,7 +64,7 @@ class ProgramDistiller(PipelineStep):
     (``source="field"``, e.g. WCXB's ``gold_projected``). Writes ``metadata["refinex"]["program"]`` (see
     :mod:`refinex_datatrove.metadata`, ``source="distilled"``) and ``metadata["refinex"]["distill"]`` =
     ``{"status": "ok"|"rejected", "reason", "detail", "deleted_chars", "lines_removed", "ops": {kind: n},
-    "window", "unit"}``.
+    "window", "unit"}`` (rejected documents too, with ``deleted_chars``, ``lines_removed`` and ``ops`` ``None``).
 
     Emitted documents are forwarded. Rejected ones are counted as ``dropped`` and ``rejected_<reason>`` (a rewrite
     that did not parse is ``rejected_rewrite_<status>``), written to ``exclusion_writer`` if given, and not
@@ -143,7 +150,7 @@ class ProgramDistiller(PipelineStep):
             self.stat_update(DistillStat.MATCHES_REFINED)
 
     def _reject(self, doc: Document, meta: dict[str, Any], reason: str, detail: str, excluded: Any, rank: int) -> None:
-        meta["distill"] = {"status": "rejected", "reason": str(reason), "detail": detail}
+        meta["distill"] = distill_record(window=self.window, unit=self.unit, reason=str(reason), detail=detail)
         self.stat_update(StatHints.dropped)
         self.stat_update(f"rejected_{reason}")
         if excluded is not None:
@@ -160,7 +167,7 @@ class ProgramDistiller(PipelineStep):
                     meta = get_refinex(doc)
                 except MalformedProgramMetadata:
                     self.stat_update(DistillStat.MALFORMED_REFINEX)
-                    meta = doc.metadata["refinex"] = empty_refinex()
+                    meta = doc.metadata[META_KEY] = empty_refinex()
                 with self.track_time():
                     refined, reject = self._refined_text(doc, meta)
                     result = self._distill(doc, refined) if refined is not None else reject
@@ -175,16 +182,13 @@ class ProgramDistiller(PipelineStep):
                     self._reject(doc, meta, RejectReason.ROUNDTRIP_MISMATCH, error, excluded, rank)
                     continue
                 write_program(doc, result.chunk_programs, "distilled", len(split_lines(doc.text)))
-                meta["distill"] = {
-                    "status": "ok",
-                    "reason": None,
-                    "detail": "",
-                    "deleted_chars": result.deleted_chars,
-                    "lines_removed": result.lines_removed,
-                    "ops": dict(result.op_counts),
-                    "window": self.window,
-                    "unit": self.unit if isinstance(self.unit, str) else getattr(self.unit, "__name__", "custom"),
-                }
+                meta["distill"] = distill_record(
+                    window=self.window,
+                    unit=self.unit,
+                    deleted_chars=result.deleted_chars,
+                    lines_removed=result.lines_removed,
+                    ops=result.op_counts,
+                )
                 self._count_emitted(doc, refined, result)
                 self.stat_update(StatHints.forwarded)
                 self.update_doc_stats(doc)

@@ -27,7 +27,13 @@ from refinex_datatrove.llm.base import (
     Request,
     generate_batch,
 )
-from refinex_datatrove.metadata import META_KEY, MalformedProgramMetadata, empty_refinex, get_refinex
+from refinex_datatrove.metadata import (
+    META_KEY,
+    MalformedProgramMetadata,
+    empty_refinex,
+    get_refinex,
+    rewrite_record,
+)
 from refinex_datatrove.program import Chunk, Unit
 from refinex_datatrove.prompts import Prompt, load_prompt
 
@@ -142,19 +148,19 @@ class ExpertRefiner(PipelineStep):
             logger.warning(f"document {doc.id!r}: replacing unreadable metadata[{META_KEY!r}] ({exc})")
             self.stat_update(ExpertStat.MALFORMED_REFINEX)
             meta = doc.metadata[META_KEY] = empty_refinex()
-        meta["rewrite"] = {
-            "text": result.text,
-            "reason": result.reason,
-            "status": str(result.status),
-            "prompt": self.prompt.name,
-            "prompt_sha256": self.prompt.sha256,
-            "model": self.model,
-            "finish_reason": result.finish_reason,
-            "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens,
-            "n_windows": result.n_windows,
-            "error": result.error,
-        }
+        meta["rewrite"] = rewrite_record(
+            text=result.text,
+            reason=result.reason,
+            status=str(result.status),
+            prompt=self.prompt.name,
+            prompt_sha256=self.prompt.sha256,
+            model=self.model,
+            finish_reason=result.finish_reason,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            n_windows=result.n_windows,
+            error=result.error,
+        )
         self.stat_update(f"rewrite_{result.status}")
         self.stat_update(ExpertStat.WINDOWS, value=result.n_windows)
         if result.n_skipped_windows:

@@ -10,7 +10,13 @@ from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
-from refinex_datatrove.metadata import ExecStatus, MalformedProgramMetadata, QualityRecord, get_refinex
+from refinex_datatrove.metadata import (
+    ExecStatus,
+    MalformedProgramMetadata,
+    QualityRecord,
+    get_refinex,
+    quality_record,
+)
 
 
 class DropReason(StrEnum):
@@ -102,13 +108,13 @@ class QualityFilter(BaseFilter):
     def measure(self, doc: Document) -> QualityRecord:
         """Compute the measured values and store them in ``metadata["refinex"]["quality"]`` (when possible)."""
         text = doc.text
-        quality: QualityRecord = {"words": self.count_words(text), "chars": len(text), "removed_frac": None}
+        words, chars = self.count_words(text), len(text)
         try:
             meta = get_refinex(doc)
         except MalformedProgramMetadata:
             self.stat_update(QualityStat.MALFORMED_METADATA)
-            return quality
-        quality["removed_frac"] = self._removed_frac(meta, len(text))
+            return quality_record(words=words, chars=chars, removed_frac=None)
+        quality = quality_record(words=words, chars=chars, removed_frac=self._removed_frac(meta, chars))
         meta["quality"] = quality
         return quality
 

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from refinex_datatrove.files import iter_json_objects
+from refinex_datatrove.files import iter_record_objects
 from refinex_datatrove.refine_model.card import refinex_metadata, write_refinex_json
 
 
@@ -189,7 +189,7 @@ def load_sft_records(
     counts: dict[str, int] = {"files": 0, "records": 0, "documents": 0}
     for path in _data_files(paths):
         counts["files"] += 1
-        for _, lineno, row in iter_json_objects(str(path)):
+        for _, lineno, row in iter_record_objects(str(path)):
             if "prompt" in row and "completion" in row:
                 records.append(row)
             elif "text" in row:  # datatrove's JsonlWriter leaves out empty metadata

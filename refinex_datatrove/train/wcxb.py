@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from refinex_datatrove.files import iter_json_objects
+from refinex_datatrove.files import iter_record_objects
 from refinex_datatrove.labels import programs_from_keep_labels
 from refinex_datatrove.program import Unit
 from refinex_datatrove.train.records import sft_record_chunk_indices, sft_records
@@ -50,7 +50,7 @@ def iter_pairs(pairs_path: str | os.PathLike[str], split: Split = "all") -> Iter
     """The records of a WCXB pairs file (``.jsonl`` or ``.jsonl.gz``) in the given split, in file order."""
     if split not in ("train", "dev", "all"):
         raise ValueError(f"split must be 'train', 'dev' or 'all', got {split!r}")
-    for _, _, rec in iter_json_objects(str(pairs_path)):
+    for _, _, rec in iter_record_objects(str(pairs_path)):
         if split == "all" or wcxb_split(rec["id"]) == split:
             yield rec
 
