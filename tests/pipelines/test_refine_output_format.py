@@ -17,9 +17,9 @@ from refinex_datatrove.cli import main as cli_main
 from refinex_datatrove.files import iter_records
 from refinex_datatrove.metadata import META_KEY, OTHER_METADATA_KEY, STABLE_KEYS
 from refinex_datatrove.cli.refine import report_docs
-from tests.fake_openai_server import FakeOpenAIServer, Reply
+from tests.fake_openai_server import FakeOpenAIServer
 from tests.jsonl_rows import read_jsonl_folder
-from tests.resilience.scripted_models import prompt_rows
+from tests.resilience.scripted_models import nav_endpoint_script
 
 
 MODEL = "fake-refiner"
@@ -29,13 +29,7 @@ BODY = [
 ]
 
 
-def _script(body: dict) -> Reply:
-    calls = []
-    for row in prompt_rows(body.get("prompt", "")):
-        n, _, text = row.partition("] ")
-        if text.startswith("NAV"):
-            calls.append(f"remove_lines({n[1:]}, {n[1:]})")
-    return Reply(text="\n".join(calls) or "keep_all()")
+_script = nav_endpoint_script
 
 
 def _inputs(folder: Path) -> list[dict]:

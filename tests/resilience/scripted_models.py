@@ -64,3 +64,16 @@ def slow_nav_remover(request, params) -> str:
     if delay:
         time.sleep(delay)
     return nav_remover(request, params)
+
+
+def nav_endpoint_script(body: dict):
+    """The fake OpenAI server's 'model' (tests/fake_openai_server.py): delete every numbered row of the prompt
+    that starts with NAV."""
+    from tests.fake_openai_server import Reply
+
+    calls = []
+    for row in prompt_rows(body.get("prompt", "")):
+        n, _, text = row.partition("] ")
+        if text.startswith("NAV"):
+            calls.append(f"remove_lines({n[1:]}, {n[1:]})")
+    return Reply(text="\n".join(calls) or "keep_all()")

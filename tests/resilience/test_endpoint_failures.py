@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_openai_server import FakeOpenAIServer, Reply
-from tests.resilience.scripted_models import prompt_rows
+from tests.resilience.scripted_models import nav_endpoint_script
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,14 +30,7 @@ MODEL = "fake-refiner"
 N_FILES, DOCS_PER_FILE = 4, 5
 
 
-def refine_script(body: dict) -> Reply:
-    """The 'model': delete every numbered row that starts with NAV."""
-    calls = []
-    for row in prompt_rows(body.get("prompt", "")):
-        n, _, text = row.partition("] ")
-        if text.startswith("NAV"):
-            calls.append(f"remove_lines({n[1:]}, {n[1:]})")
-    return Reply(text="\n".join(calls) or "keep_all()")
+refine_script = nav_endpoint_script
 
 
 def slow_script(delay: float):
