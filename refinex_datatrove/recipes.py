@@ -386,10 +386,8 @@ def build_distill_pipeline(config: Mapping[str, Any], backend: Any = None) -> li
         config: the resolved configuration (see ``pipelines/configs/distill*.yaml``).
         backend: an LLM backend instance overriding ``expert.backend`` (tests, notebooks).
     """
-    unknown = set(config) - DISTILL_SECTIONS
-    if unknown:
-        raise ValueError(f"unknown config section(s) {sorted(unknown)}; known: {sorted(DISTILL_SECTIONS)}")
-    out = dict(config.get("output") or {})
+    _check_sections(config, DISTILL_SECTIONS)
+    out = _section(config, "output")
     if set(out) - DISTILL_OUTPUT_KEYS:
         raise ValueError(
             f"unknown output key(s) {sorted(set(out) - DISTILL_OUTPUT_KEYS)}; known: {sorted(DISTILL_OUTPUT_KEYS)}"
