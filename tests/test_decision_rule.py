@@ -119,46 +119,74 @@ def _scored(text: str, first: float, rest: float, keep: float) -> Generation:
 
 
 def _refiner(request, params):
-    """Wipes every chunk: sure of itself on NAV chunks, hesitant on prose; UNSCORED chunks come without
-    likelihoods. The annotator asks for likelihoods only when the rule is on."""
+    """Per chunk: NAV-only chunks are wiped with confidence, UNSCORED ones lose their first line without
+    likelihoods, the chunk of BODY[1] is kept, any other prose chunk is wiped hesitantly. The annotator asks for
+    likelihoods only when the rule is on."""
     lines = [row.split("] ", 1)[1] for row in request.prompt.split("\n") if row.startswith("[")]
-    program = f"remove_lines(1, {len(lines)})"
     if any("UNSCORED" in line for line in lines):
-        return program
+        return "remove_lines(1, 1)"
     assert params.logprobs is not None
     if all(line.startswith("NAV") for line in lines):
-        return _scored(program, -0.01, -0.1, -6.0)
-    return _scored(program, -0.6, -0.1, -0.8)
+        return _scored(f"remove_lines(1, {len(lines)})", -0.01, -0.1, -6.0)
+    if BODY[1] in lines:
+        return _scored("keep_all()", -0.1, -0.1, -0.1)
+    return _scored(f"remove_lines(1, {len(lines)})", -0.6, -0.1, -0.8)
 
 
 def _docs() -> list[Document]:
+    # window 100: "prose" is three chunks ([NAV a, NAV b], [BODY 0], [BODY 1]); the others one chunk each
     return [
-        Document(text=f"NAV a\nNAV b\n{BODY[0]}\n{BODY[1]}", id="prose"),  # one chunk of 4 lines (window 400)
+        Document(text=f"NAV a\nNAV b\n{BODY[0]}\n{BODY[1]}", id="prose"),
         Document(text="NAV a\nNAV b\nNAV c", id="nav"),
         Document(text=f"UNSCORED\n{BODY[0]}", id="unscored"),
     ]
 
 
 def test_annotator_overrules_drastic_programs_and_counts_them() -> None:
-    step = RefineModelAnnotator(model="scripted", backend=ScriptedBackend(_refiner), window=400)
+    step = RefineModelAnnotator(model="scripted", backend=ScriptedBackend(_refiner), window=100)
     out = list(step.run(iter(_docs())))
     chunks = {d.id: d.metadata[META_KEY]["program"]["chunks"] for d in out}
-    prose = chunks["prose"][0]
-    assert prose["status"] == ChunkStatus.OVERRULED == "overruled"
-    assert prose["program"] == "keep_all()" and prose["overruled_program"] == "remove_lines(1, 4)"
-    assert prose["margin"] == pytest.approx(0.2)
-    nav = chunks["nav"][0]
-    assert (nav["status"], nav["program"], nav["overruled_program"]) == ("ok", "remove_lines(1, 3)", None)
+    nav, hesitant, kept = chunks["prose"]
+    assert (nav["status"], nav["program"], nav["overruled_program"]) == ("ok", "remove_lines(1, 2)", None)
     assert nav["margin"] == pytest.approx(5.99)
-    unscored = chunks["unscored"][0]
-    assert (unscored["status"], unscored["program"], unscored["margin"]) == ("ok", "remove_lines(1, 2)", None)
+    assert hesitant["status"] == ChunkStatus.OVERRULED == "overruled"
+    assert hesitant["program"] == "keep_all()" and hesitant["overruled_program"] == "remove_lines(1, 1)"
+    assert hesitant["margin"] == pytest.approx(0.2)
+    assert (kept["status"], kept["program"]) == ("ok", "keep_all()")
+    # sure of itself, but the program would empty the document: the document guard keeps it
+    (whole,) = chunks["nav"]
+    assert (whole["status"], whole["program"], whole["overruled_program"]) == (
+        "overruled", "keep_all()", "remove_lines(1, 3)")
+    (unscored,) = chunks["unscored"]
+    assert (unscored["status"], unscored["program"], unscored["margin"]) == ("ok", "remove_lines(1, 1)", None)
     assert step.stats[AnnotateStat.OVERRULED].total == 1
+    assert step.stats[AnnotateStat.OVERRULED_DOCUMENT].total == 1
     assert step.stats[AnnotateStat.DRASTIC_ACCEPTED].total == 1
     assert step.stats[AnnotateStat.DRASTIC_UNSCORED].total == 1
-    # documents in = documents out; the overruled document keeps its text when executed
+    # documents in = documents out, none emptied
     executed = {d.id: d.text for d in ProgramExecutor().run(iter(out))}
-    assert executed["prose"] == _docs()[0].text
-    assert executed["nav"] == ""
+    assert executed == {"prose": f"{BODY[0]}\n{BODY[1]}", "nav": "NAV a\nNAV b\nNAV c", "unscored": BODY[0]}
+
+
+def test_document_guard() -> None:
+    from refinex_datatrove.program import Chunk
+    from refinex_datatrove.refine_model.decision import empties_document
+    from refinex_datatrove.refine_model.requests import assemble_annotations
+
+    lines = ["NAV", "", "Body"]
+    assert empties_document([("remove_lines(1, 1)", lines[:2]), ("remove_lines(1, 1)", lines[2:])])
+    assert not empties_document([("remove_lines(1, 1)", lines[:2]), ("keep_all()", lines[2:])])
+    assert not empties_document([("remove_lines(1, 2)", ["", " "])])  # nothing to lose
+    text = "\n".join(lines)
+    chunks = [Chunk(0, 2), Chunk(2, 1)]
+    gens = [Generation(text="remove_lines(1, 2)", finish_reason="stop")] * 2  # no likelihoods: unscored
+    guarded = assemble_annotations(text, chunks, gens, DecisionRule())
+    assert [a.status for a in guarded] == ["overruled", "overruled"]
+    assert [a.verdict for a in guarded] == [Verdict.EMPTIES_DOCUMENT] * 2
+    assert [a.program for a in guarded] == ["keep_all()"] * 2
+    unguarded = assemble_annotations(text, chunks, gens, DecisionRule(keep_documents=False))
+    assert [a.verdict for a in unguarded] == [Verdict.UNSCORED] * 2
+    assert [a.status for a in assemble_annotations(text, chunks, gens, RULE_OFF)] == ["ok", "ok"]
 
 
 def test_annotator_with_the_rule_off_keeps_every_program() -> None:
@@ -172,14 +200,24 @@ def test_annotator_with_the_rule_off_keeps_every_program() -> None:
 
 
 def test_rollout_applies_the_rule_but_has_no_likelihoods() -> None:
-    """InferenceRunner drops the server's logprobs: the rollout counts drastic programs as unscored."""
+    """InferenceRunner drops the server's logprobs: the rollout counts drastic programs as unscored; the document
+    guard, which needs no likelihood, still holds."""
     from datatrove.pipeline.inference.types import InferenceResult
 
-    async def generate(payload):
-        n = payload["prompt"].count("\n[")
-        return InferenceResult(text=f"remove_lines(1, {n})", finish_reason="stop", usage={})
+    def rollout_for(wipe_prose: bool):
+        async def generate(payload):
+            prompt = payload["prompt"]
+            n = prompt.count("\n[")
+            if "NAV" in prompt or wipe_prose:
+                return InferenceResult(text=f"remove_lines(1, {n})", finish_reason="stop", usage={})
+            return InferenceResult(text="keep_all()", finish_reason="stop", usage={})
 
-    doc = _docs()[0]
-    summary = asyncio.run(make_annotate_rollout(window=400)(doc, generate))
+        doc = _docs()[0]
+        return doc, asyncio.run(make_annotate_rollout(window=100)(doc, generate))
+
+    doc, summary = rollout_for(wipe_prose=False)
     assert summary["overruled"] == 0 and summary["drastic_unscored"] == 1
-    assert doc.metadata[META_KEY]["program"]["chunks"][0]["program"] == "remove_lines(1, 4)"
+    assert doc.metadata[META_KEY]["program"]["chunks"][0]["program"] == "remove_lines(1, 2)"
+    doc, summary = rollout_for(wipe_prose=True)
+    assert summary["overruled"] == 3 and summary["drastic_unscored"] == 0
+    assert all(c["program"] == "keep_all()" for c in doc.metadata[META_KEY]["program"]["chunks"])

@@ -12,7 +12,11 @@ model's own likelihoods, whether such a *drastic* program is trusted:
   (``score="program"``). ``keep_all()`` is one token sequence whose first token decides it (the rest is
   near-certain), so its first-step log-probability stands for the whole alternative;
 * otherwise the program is replaced by ``keep_all()`` (the chunk keeps its text). Programs that are not drastic
-  are always accepted.
+  are always accepted;
+* and a document is never emptied by the model (``DecisionRule.keep_documents``): when the programs kept would
+  delete every non-blank line of a document, its drastic programs are overruled too
+  (:func:`empties_document`, ``Verdict.EMPTIES_DOCUMENT``), likelihoods or not. A document that is all noise is
+  then left to the quality filter, which drops it under a stat of its own.
 
 The likelihoods come from the backend (``GenerationParams(logprobs=k)``: ``Generation.extra["token_logprobs"]``
 and ``extra["first_top_logprobs"]``), on every backend: transformers scores, vLLM and endpoint ``logprobs``.
@@ -59,6 +63,7 @@ class Verdict(StrEnum):
     UNSCORED = "unscored"  # drastic, but the generation carries no likelihoods: accepted, counted
     OVERRULED = "overruled"  # drastic, does not beat keep_all() by the margin: replaced by keep_all()
     OFF = "off"  # the rule is off (margin None): accepted
+    EMPTIES_DOCUMENT = "empties_document"  # kept alone, the programs would empty the document: replaced by keep_all()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +92,17 @@ class DecisionRule:
         min_share: share of a chunk's non-blank lines from which a program is drastic (0 < min_share <= 1).
         score: ``"first"`` (the program's first token against ``keep_all()``'s) or ``"program"`` (the whole
             program's log-probability against ``keep_all()``'s first token).
+        keep_documents: overrule the drastic programs of a document they would empty (see the module docstring).
     """
 
     margin: float | None = DEFAULT_MARGIN
     min_share: float = DEFAULT_MIN_SHARE
     score: Score = DEFAULT_SCORE
+    keep_documents: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.keep_documents, bool):
+            raise ValueError(f"keep_documents must be a bool, got {self.keep_documents!r}")
         if not 0 < self.min_share <= 1:
             raise ValueError(f"min_share must be in (0, 1], got {self.min_share}")
         if self.score not in SCORES:
@@ -128,7 +137,7 @@ class Decision:
 
     @property
     def overruled(self) -> bool:
-        return self.verdict == Verdict.OVERRULED
+        return self.verdict in (Verdict.OVERRULED, Verdict.EMPTIES_DOCUMENT)
 
 
 def keep_all_first_logprob(first_top: Mapping[str, float], keep: str = KEEP_ALL_TEXT) -> float | None:
@@ -218,6 +227,14 @@ def decide(
     return Decision(KEEP_ALL_TEXT, Verdict.OVERRULED, share, m)
 
 
+def empties_document(chunks: Sequence[tuple[str, Sequence[str]]]) -> bool:
+    """Whether programs delete every non-blank line of a document: ``chunks`` holds every chunk as ``(program,
+    its lines)`` (a chunk that is never edited, e.g. skipped, as ``("keep_all()", lines)``). A document without
+    non-blank lines is not emptied by anyone."""
+    content = [(p, lines) for p, lines in chunks if any(line.strip() for line in lines)]
+    return bool(content) and all(deleted_share(p, lines) == 1 for p, lines in content)
+
+
 __all__ = [
     "DEFAULT_MARGIN",
     "DEFAULT_MIN_SHARE",
@@ -231,6 +248,7 @@ __all__ = [
     "Verdict",
     "decide",
     "deleted_share",
+    "empties_document",
     "keep_all_first_logprob",
     "likelihood_from_extra",
     "likelihood_of",

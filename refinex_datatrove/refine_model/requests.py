@@ -23,7 +23,7 @@ from enum import StrEnum
 from refinex_datatrove.llm.base import Generation, Request
 from refinex_datatrove.program import Chunk, Unit, chunk_lines, parse_program, render_chunk, render_prompt, split_lines
 from refinex_datatrove.refine_model.card import DEFAULT_UNIT, DEFAULT_WINDOW
-from refinex_datatrove.refine_model.decision import DecisionRule, Verdict, decide, likelihood_of
+from refinex_datatrove.refine_model.decision import DecisionRule, Verdict, decide, empties_document, likelihood_of
 from refinex_datatrove.refine_model.grammar import DEFAULT_MAX_CALLS, program_regex
 
 DEFAULT_MAX_NEW_TOKENS = 512
@@ -243,6 +243,28 @@ def assemble_annotations(
             out.append(ChunkAnnotation(chunk, KEEP_ALL, ChunkStatus.BLANK))
         else:
             out.append(annotation_from_generation(chunk, next(it), lines, rule))
+    if rule is not None and rule.active and rule.keep_documents:
+        out = keep_document(out, lines)
+    return out
+
+
+def keep_document(annotations: list[ChunkAnnotation], lines: Sequence[str]) -> list[ChunkAnnotation]:
+    """The decision rule's document guard: when the stored programs would delete every non-blank line of the
+    document (:func:`~refinex_datatrove.refine_model.decision.empties_document`), every chunk whose program
+    deletes all of its non-blank lines is overruled to ``keep_all()`` (status ``overruled``, verdict
+    ``empties_document``, the model's program kept). Otherwise ``annotations`` are returned as they are."""
+    chunks = [(a.program, lines[a.chunk.start : a.chunk.end]) for a in annotations]
+    if not empties_document(chunks):
+        return annotations
+    out = []
+    for a, (program, mine) in zip(annotations, chunks, strict=True):
+        if a.status in (ChunkStatus.OK, ChunkStatus.TRUNCATED) and empties_document([(program, mine)]):
+            a = ChunkAnnotation(
+                a.chunk, KEEP_ALL, ChunkStatus.OVERRULED, finish_reason=a.finish_reason,
+                prompt_tokens=a.prompt_tokens, completion_tokens=a.completion_tokens,
+                verdict=Verdict.EMPTIES_DOCUMENT, margin=a.margin, overruled_program=program,
+            )
+        out.append(a)
     return out
 
 
@@ -258,6 +280,7 @@ __all__ = [
     "chunk_prompt",
     "clean_generation",
     "drop_cut_call",
+    "keep_document",
     "needs_request",
     "plan_chunks",
 ]

@@ -90,6 +90,7 @@ class AnnotateStat(StrEnum):
     OVERRULED = "overruled_drastic_chunk"  # a drastic program that did not beat keep_all(): stored as keep_all()
     DRASTIC_ACCEPTED = "drastic_accepted"  # a drastic program that beat keep_all() by the margin: kept
     DRASTIC_UNSCORED = "drastic_unscored"  # a drastic program without likelihoods (backend returned none): kept
+    OVERRULED_DOCUMENT = "overruled_would_empty_document"  # kept, the programs would have emptied the document
 
 
 RETRYABLE_KEY = "retryable"
@@ -198,6 +199,8 @@ def _count_annotations(step: PipelineStep, annotations: Sequence[ChunkAnnotation
             step.stat_update(AnnotateStat.GEN_EMPTY)
         if a.verdict == Verdict.OVERRULED:
             step.stat_update(AnnotateStat.OVERRULED)
+        elif a.verdict == Verdict.EMPTIES_DOCUMENT:
+            step.stat_update(AnnotateStat.OVERRULED_DOCUMENT)
         elif a.verdict == Verdict.CONFIDENT:
             step.stat_update(AnnotateStat.DRASTIC_ACCEPTED)
         elif a.verdict == Verdict.UNSCORED:
@@ -557,7 +560,7 @@ class AnnotateRollout:
             "requests": len(requests),
             "failed": sum(a.status == ChunkStatus.FAILED for a in annotations),
             "truncated": sum(a.status == ChunkStatus.TRUNCATED for a in annotations),
-            "overruled": sum(a.verdict == Verdict.OVERRULED for a in annotations),
+            "overruled": sum(a.status == ChunkStatus.OVERRULED for a in annotations),
             "drastic_unscored": sum(a.verdict == Verdict.UNSCORED for a in annotations),
             "prompt_tokens": sum(a.prompt_tokens for a in annotations),
             "completion_tokens": sum(a.completion_tokens for a in annotations),
