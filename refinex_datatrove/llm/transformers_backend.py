@@ -437,7 +437,7 @@ class TransformersBackend:
         return kw
 
     def _record_logprobs(
-        self, out: Any, new: Any, rows: list[int], first: bool, params: GenerationParams, scores: "_Scores"
+        self, out: Any, new: Any, rows: list[int], first: bool, params: GenerationParams, scores: _Scores
     ) -> None:
         """Append the chosen tokens' log-probabilities of one ``generate`` output (``new``: its new tokens, one row
         per entry of ``rows``) to ``scores``; on the first round also the top first tokens."""
@@ -519,7 +519,7 @@ class TransformersBackend:
         params: GenerationParams,
         kwargs: dict[str, Any],
         tokens: list[list[int]],
-        scores: "_Scores | None" = None,
+        scores: _Scores | None = None,
     ) -> None:
         """Decode in rounds, dropping finished rows (and their KV cache rows) between rounds; fills ``tokens``
         (and ``scores`` when ``params.logprobs`` is set)."""
