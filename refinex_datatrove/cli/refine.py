@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from refinex_datatrove.cli.common import EXIT_USAGE, positive_int
-from refinex_datatrove.refine_model.decision import DEFAULT_MARGIN, DEFAULT_MIN_SHARE
+from refinex_datatrove.refine_model.decision import DEFAULT_MARGIN, DEFAULT_MIN_SHARE, DEFAULT_SCORE
 
 _GLOB_SPECIAL = set("[]!^-*?\\")
 
@@ -241,6 +241,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="SHARE",
         help="share of a chunk's non-blank lines from which a program counts as drastic (default: %(default)s)",
     )
+    p.add_argument(
+        "--overrule-score",
+        choices=("program", "first"),
+        default=DEFAULT_SCORE,
+        help="the likelihood a drastic program is scored by: the whole program's, or its first token's, against "
+        "keep_all()'s first token (default: %(default)s)",
+    )
     p.add_argument("--limit", type=int, default=-1, help="documents per task (default: all)")
     p.add_argument(
         "--prefilter",
@@ -332,6 +339,7 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
             "guided": args.guided,
             "overrule_margin": getattr(args, "overrule_margin", DEFAULT_MARGIN),
             "overrule_share": getattr(args, "overrule_share", DEFAULT_MIN_SHARE),
+            "overrule_score": getattr(args, "overrule_score", DEFAULT_SCORE),
             "workers": args.workers,
             "progress_every": progress or None,
             "expected_docs": _expected_docs(args) if progress else None,
