@@ -9,7 +9,8 @@
 
 ``generate`` sends the very requests ``RefineModelAnnotator`` sends (``plan_chunks`` / ``build_requests`` with the
 model card's window, each program bounded by its chunk's line count, greedy) through the transformers backend with
-``GenerationParams(logprobs=20)`` and saves each chunk's generation with ``extra["token_logprobs"]`` and
+``GenerationParams(logprobs=20)`` (the annotator asks for 5: the same ``keep_all()`` values on all 1,604 chunks)
+and saves each chunk's generation with ``extra["token_logprobs"]`` and
 ``extra["first_top_logprobs"]``. ``table`` pairs them back with ``assemble_annotations`` under a
 :class:`~refinex_datatrove.refine_model.decision.DecisionRule`, stores them as the annotator does
 (``store_annotations``), executes with ``ProgramExecutor`` and scores with ``refinex_datatrove.eval.metrics``.
@@ -24,7 +25,8 @@ import os
 import sys
 import time
 
-LOGPROBS = 20
+LOGPROBS = 20  # the README's run; the annotator asks for 5 (refinex_datatrove.steps.annotate.LOGPROBS), which gave
+# the same keep_all() log-probability on every one of its 1,604 chunks
 
 
 def generate(args: argparse.Namespace) -> int:
