@@ -222,3 +222,16 @@ def test_rollout_applies_the_rule_but_has_no_likelihoods() -> None:
     doc, summary = rollout_for(wipe_prose=True)
     assert summary["overruled"] == 3 and summary["drastic_unscored"] == 0
     assert all(c["program"] == "keep_all()" for c in doc.metadata[META_KEY]["program"]["chunks"])
+
+
+def test_refine_summary_prints_the_decision_rule_counts() -> None:
+    from refinex_datatrove.run_stats import format_summary
+
+    summary = {"documents_in": 3, "documents_out": 3, "excluded_total": 0, "excluded": {}, "chars_removed": 0,
+               "lines_removed": 0, "calls": {}, "calls_skipped": {},
+               "model": {"requests": 5, "overruled_drastic_chunk": 2, "drastic_accepted": 1}}
+    text = format_summary(summary)
+    assert ("decision rule: overruled_drastic_chunk=2, overruled_would_empty_document=0, drastic_accepted=1, "
+            "drastic_unscored=0") in text
+    summary["model"] = {"requests": 5}
+    assert "decision rule" not in format_summary(summary)
