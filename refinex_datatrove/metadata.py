@@ -25,8 +25,12 @@ Schema (every key is always present once the dict exists; ``None`` when not appl
                  "skipped": bool,           # an over-long line that is never edited
                  "program": str,            # program text: remove_lines / remove_str / keep_all calls
                  "status": str | None,      # RefineModelAnnotator's ChunkStatus: "ok", "truncated", "empty",
-                                            # "failed", "skipped", "blank"; None when no model wrote it
-                 "error": str | None},      # status "failed": the transport's error (<= 500 chars), else None
+                                            # "failed", "skipped", "blank", "overruled"; None when no model wrote it
+                 "error": str | None,       # status "failed": the transport's error (<= 500 chars), else None
+                 "margin": float | None,    # the decision rule's margin over keep_all() in nats (the model's
+                                            # likelihoods; refine_model/decision.py), None when not scored
+                 "overruled_program": str | None},  # status "overruled": the model's program the rule replaced
+                                            # by keep_all() (kept, to be re-run), else None
                 ...
             ],
         },
@@ -93,6 +97,8 @@ class ChunkRecord(TypedDict):
     program: str
     status: str | None
     error: str | None
+    margin: float | None
+    overruled_program: str | None
 
 
 class ProgramRecord(TypedDict):
@@ -315,6 +321,8 @@ def write_program(
     model: str | None = None,
     statuses: list[str] | None = None,
     errors: list[str | None] | None = None,
+    margins: list[float | None] | None = None,
+    overruled: list[str | None] | None = None,
 ) -> ProgramRecord:
     """Store ``chunk_programs`` as ``doc.metadata["refinex"]["program"]``; resets ``exec`` and ``quality``.
 
@@ -326,6 +334,8 @@ def write_program(
         model: the name of the model that wrote them (``source="model"``).
         statuses: one chunk status per chunk (the annotator's ``ChunkStatus`` values); default ``None`` each.
         errors: one error text (or ``None``) per chunk; default ``None`` each.
+        margins: one decision-rule margin (nats, or ``None``) per chunk; default ``None`` each.
+        overruled: per chunk, the model's program the decision rule overruled (or ``None``); default ``None`` each.
 
     Raises:
         ValueError: bad arguments (this is a programming error, not bad data).
@@ -337,9 +347,14 @@ def write_program(
     if model is not None and not isinstance(model, str):
         raise ValueError(f"model must be a str or None, got {model!r}")
     n = len(chunk_programs)
-    for name, values in (("statuses", statuses), ("errors", errors)):
+    for name, values in (("statuses", statuses), ("errors", errors), ("overruled", overruled)):
         if values is not None and (len(values) != n or not all(v is None or isinstance(v, str) for v in values)):
             raise ValueError(f"{name} must hold one str or None per chunk program ({n}), got {values!r}")
+    if margins is not None and (
+        len(margins) != n
+        or not all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in margins)
+    ):
+        raise ValueError(f"margins must hold one number or None per chunk program ({n}), got {margins!r}")
     chunks: list[ChunkRecord] = []
     for i, cp in enumerate(chunk_programs):
         c = cp.chunk
@@ -354,6 +369,8 @@ def write_program(
             "program": cp.program,
             "status": statuses[i] if statuses is not None else None,
             "error": errors[i] if errors is not None else None,
+            "margin": float(margins[i]) if margins is not None and margins[i] is not None else None,
+            "overruled_program": overruled[i] if overruled is not None else None,
         })
     if not chunks:
         raise ValueError("chunk_programs is empty: a program has at least one chunk")
@@ -501,6 +518,8 @@ def refinex_arrow_type() -> pa.DataType:
             pa.field("program", pa.string()),
             pa.field("status", pa.string()),
             pa.field("error", pa.string()),
+            pa.field("margin", pa.float64()),
+            pa.field("overruled_program", pa.string()),
         ]
     )
     program = pa.struct(

@@ -139,6 +139,9 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             "tokens_out",
         )
         lines.append("model: " + ", ".join(f"{k}={model[k]}" for k in keys if k in model))
+        rule = ("overruled_drastic_chunk", "overruled_would_empty_document", "drastic_accepted", "drastic_unscored")
+        if any(k in model for k in rule):
+            lines.append("decision rule: " + ", ".join(f"{k}={model.get(k, 0)}" for k in rule))
         causes = {k: v for k, v in model.items() if k.startswith("gen_failed_")}
         if causes:
             lines.append(

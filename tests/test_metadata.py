@@ -67,8 +67,9 @@ def test_write_then_read_round_trips():
         "n_lines": 5,
         "chunks": [
             {"start": 0, "n_lines": 3, "skipped": False, "program": "remove_lines(2, 2)", "status": None,
-             "error": None},
-            {"start": 3, "n_lines": 2, "skipped": True, "program": "keep_all()", "status": None, "error": None},
+             "error": None, "margin": None, "overruled_program": None},
+            {"start": 3, "n_lines": 2, "skipped": True, "program": "keep_all()", "status": None, "error": None,
+             "margin": None, "overruled_program": None},
         ],
     }
     assert read_chunk_programs(doc.metadata[META_KEY], n_doc_lines=5) == PROGRAMS
@@ -218,7 +219,8 @@ def test_parquet_writer_with_schema_handles_docs_with_and_without_programs(tmp_p
     assert metas[1]["url"] == "http://example.org" and metas[1][META_KEY] is None
     program = metas[2][META_KEY]["program"]
     assert program["chunks"][1] == {
-        "start": 3, "n_lines": 2, "skipped": True, "program": "keep_all()", "status": None, "error": None
+        "start": 3, "n_lines": 2, "skipped": True, "program": "keep_all()", "status": None, "error": None,
+        "margin": None, "overruled_program": None,
     }
     assert read_chunk_programs(metas[2][META_KEY], n_doc_lines=5) == PROGRAMS
     assert metas[2][META_KEY]["exec"] is None

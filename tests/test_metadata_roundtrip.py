@@ -18,7 +18,7 @@ from datatrove.pipeline.readers import ParquetReader
 from datatrove.pipeline.writers import JsonlWriter, ParquetWriter
 
 from refinex_datatrove import metadata as md
-from refinex_datatrove.llm.base import Generation
+from refinex_datatrove.llm.base import FIRST_TOP_LOGPROBS, TOKEN_LOGPROBS, Generation
 from refinex_datatrove.llm.scripted import ScriptedBackend, request_text
 from refinex_datatrove.metadata import (
     META_KEY,
@@ -57,8 +57,12 @@ def _expert(request, params):
 
 
 def _refiner(request, params):
-    """A scripted refine model: removes NAV lines; FAIL fails the request, TRUNC is cut at max_tokens."""
+    """A scripted refine model: removes NAV lines; FAIL fails the request, TRUNC is cut at max_tokens, DRASTIC
+    deletes the whole chunk with likelihoods that favour keep_all() (the decision rule overrules it)."""
     lines = [row.split("] ", 1)[1] for row in request.prompt.split("\n") if row.startswith("[")]
+    if any("DRASTIC" in line for line in lines):
+        extra = {TOKEN_LOGPROBS: [-3.0, -0.2], FIRST_TOP_LOGPROBS: {"remove": -3.0, "keep": -0.1}}
+        return Generation(text=f"remove_lines(1, {len(lines)})", finish_reason="stop", extra=extra)
     if any("FAIL" in line for line in lines):
         return Generation(text="", finish_reason="error", error="scripted refiner 400: bad request")
     calls = [f"remove_lines({i}, {i})" for i, line in enumerate(lines, 1) if line.startswith("NAV")]
@@ -91,6 +95,7 @@ def step_documents() -> list[Document]:
         Document(text=f"{BODY[0]}\nFAIL here\n{BODY[1]}", id="model-failed"),
         Document(text=f"NAV x\n{BODY[0]}\nTRUNC\n{long_line}\n   \n\n{BODY[1]}", id="model-mixed"),
         Document(text="NAV only\nNAV again", id="model-emptied"),
+        Document(text=f"DRASTIC\n{BODY[0]}", id="model-overruled"),
         Document(text="", id="model-blank"),
     ]
     annotator = RefineModelAnnotator(model="scripted-refiner", backend=ScriptedBackend(_refiner), window=160)
@@ -140,7 +145,7 @@ def test_the_step_documents_fill_every_field_of_the_schema(documents):
     assert filled == _all_paths(type_)
     statuses = {c["status"] for d in documents if d.metadata[META_KEY]["program"] and d.id.startswith("model")
                 for c in d.metadata[META_KEY]["program"]["chunks"]}
-    assert statuses == {"ok", "failed", "truncated", "skipped", "blank"}
+    assert statuses == {"ok", "failed", "truncated", "skipped", "blank", "overruled"}
 
 
 @pytest.mark.parametrize("expand_metadata", [False, True])

@@ -35,6 +35,7 @@ PURE = [
     "refinex_datatrove.program.render",
     "refinex_datatrove.prompts",
     "refinex_datatrove.refine_model.card",
+    "refinex_datatrove.refine_model.decision",
     "refinex_datatrove.refine_model.grammar",
     "refinex_datatrove.refine_model.requests",
     "refinex_datatrove.train.records",

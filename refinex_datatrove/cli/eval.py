@@ -22,8 +22,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="score refined documents against gold pairs, next to baselines",
         description="Score the refined output (id + text) against line-labelled gold pairs (WCXB format) and "
         "print line-level deletion P/R/F1, character keep / noise removal, new words per 1k tokens, output/input "
-        "token ratio and untouched / emptied / dropped shares, for the refined output and the baselines on the "
-        "same documents. Percentages; '-' = undefined (e.g. precision when nothing was deleted).",
+        "token ratio and untouched / emptied / dropped shares, documents lost (emptied or dropped while the gold "
+        "keeps >= 1 line, a count) and chunks wiped (share of the refine model's chunks deleted whole while the gold "
+        "keeps >= half of their lines), for the refined output and the baselines on the same documents. "
+        "Percentages; '-' = undefined (e.g. precision when nothing was deleted).",
     )
     p.add_argument("--refined", required=True, metavar="PATH", help="JSONL(.gz) file or datatrove output folder")
     p.add_argument("--gold", required=True, metavar="PATH", help="gold pairs, JSONL(.gz) file or folder")
@@ -51,6 +53,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help=f"comma-separated baselines, '' for none (default: {','.join(BASELINE_NAMES)})",
     )
     p.add_argument("--name", default="ours", help="row name of the refined output (default: ours)")
+    p.add_argument(
+        "--window",
+        type=positive_int,
+        default=None,
+        help="chunk window for the wiped-chunks figure (default: the default refine model's, from its refinex.json)",
+    )
+    p.add_argument(
+        "--unit", choices=("chars", "words"), default=None, help="window unit (default: the default refine model's)"
+    )
     p.add_argument("--json", default=None, metavar="OUT.json", help="write every figure (and per-doc counts)")
     p.add_argument("--no-docs", action="store_true", help="leave the per-document counts out of --json")
     return p
@@ -89,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         missing = [i for i in dict.fromkeys(ids) if i not in found]
         print(f"warning: {len(missing)} id(s) of {args.ids_file!r} are not in the gold file", file=sys.stderr)
     refined = read_refined(args.refined, text_key=args.refined_text_key, id_key=args.id_key)
-    result = evaluate(refined.texts, gold, name=args.name, baselines=baselines)
+    window, unit = eval_chunking(args.window, args.unit)
+    result = evaluate(refined.texts, gold, name=args.name, baselines=baselines, window=window, unit=unit)
 
     problems = {k: v for k, v in refined.counts().items() if k not in ("records", "text_field_absent") and v}
     ours = result.methods[args.name].corpus
@@ -127,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
                 "limit": args.limit,
                 "ids_file": args.ids_file,
                 "baselines": baselines,
+                "window": window,
+                "unit": unit,
             },
             "refined_input": refined.counts(),
             **result.to_dict(include_docs=not args.no_docs),
@@ -134,6 +148,18 @@ def run(args: argparse.Namespace) -> int:
         _write_json(args.json, payload)
         print(f"\nwrote {args.json}")
     return 0
+
+
+def eval_chunking(window: int | None, unit: str | None) -> tuple[int, str]:
+    """The chunking the wiped-chunks figure uses: the arguments where given, else the default refine model's
+    (its ``refinex.json``), else the card defaults."""
+    from refinex_datatrove.refine_model.card import DEFAULT_MODEL, model_chunking, resolve_model
+
+    try:
+        info = resolve_model(DEFAULT_MODEL)
+    except FileNotFoundError:
+        info = None
+    return model_chunking(info, window, unit)
 
 
 def _write_json(path: str, payload: Any) -> None:

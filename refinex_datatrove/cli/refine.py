@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from refinex_datatrove.cli.common import EXIT_USAGE, positive_int
+from refinex_datatrove.refine_model.decision import DEFAULT_MARGIN, DEFAULT_MIN_SHARE, DEFAULT_SCORE
 
 _GLOB_SPECIAL = set("[]!^-*?\\")
 
@@ -150,6 +151,19 @@ def _expected_docs(args: argparse.Namespace) -> int | None:
     return -(-total // args.tasks)  # per task (files are sharded over the tasks: an estimate when tasks > 1)
 
 
+def _margin(value: str) -> float | None:
+    """``--overrule-margin``: a number of nats, or ``off`` (the rule off)."""
+    if value.strip().lower() in ("off", "none"):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of nats or 'off', got {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {value!r}")
+    return number
+
+
 def _kv(value: str) -> tuple[str, Any]:
     import yaml
 
@@ -210,6 +224,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="bound on each program's tokens (each chunk is also bounded by its line count)",
     )
     p.add_argument("--guided", action="store_true", help="grammar-constrained decoding (vllm / endpoint)")
+    p.add_argument(
+        "--overrule-margin",
+        type=_margin,
+        default=DEFAULT_MARGIN,
+        metavar="NATS|off",
+        help="the conservative decision rule: a program deleting at least --overrule-share of a chunk's lines is "
+        "kept only when it beats keep_all() by this many nats of the model's own likelihood, else the chunk keeps "
+        "its text (stat overruled_drastic_chunk); 'off' accepts every program (default: %(default)s, chosen on "
+        "WCXB dev)",
+    )
+    p.add_argument(
+        "--overrule-share",
+        type=float,
+        default=DEFAULT_MIN_SHARE,
+        metavar="SHARE",
+        help="share of a chunk's non-blank lines from which a program counts as drastic (default: %(default)s)",
+    )
+    p.add_argument(
+        "--overrule-score",
+        choices=("program", "first"),
+        default=DEFAULT_SCORE,
+        help="the likelihood a drastic program is scored by: the whole program's, or its first token's, against "
+        "keep_all()'s first token (default: %(default)s)",
+    )
     p.add_argument("--limit", type=int, default=-1, help="documents per task (default: all)")
     p.add_argument(
         "--prefilter",
@@ -299,6 +337,9 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
             "batch_size": args.batch_size,
             "max_new_tokens": args.max_new_tokens,
             "guided": args.guided,
+            "overrule_margin": getattr(args, "overrule_margin", DEFAULT_MARGIN),
+            "overrule_share": getattr(args, "overrule_share", DEFAULT_MIN_SHARE),
+            "overrule_score": getattr(args, "overrule_score", DEFAULT_SCORE),
             "workers": args.workers,
             "progress_every": progress or None,
             "expected_docs": _expected_docs(args) if progress else None,

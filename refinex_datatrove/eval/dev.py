@@ -83,8 +83,11 @@ def evaluate_on_dev(
         with open(programs_out, "wb") as f:
             for d in docs:
                 f.write(orjson.dumps({"id": d.id, "text": d.text, "metadata": d.metadata}) + b"\n")
+    from refinex_datatrove.refine_model.card import model_chunking, resolve_model
+
+    window, unit = model_chunking(resolve_model(model))
     gold = load_gold(pairs, group_key="page_type")
-    return evaluate(execute_annotated(docs), gold, name=Path(str(model)).name or "model")
+    return evaluate(execute_annotated(docs), gold, name=Path(str(model)).name or "model", window=window, unit=unit)
 
 
 __all__ = ["annotate_pairs", "evaluate_on_dev", "execute_annotated"]

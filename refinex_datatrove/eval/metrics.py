@@ -31,6 +31,11 @@ tokens, per 1,000 output ``\\w+`` tokens. Deleting whole lines or whole words ne
 **Length and coverage.** ``out_in_ratio``: output tokens / input tokens (whitespace tokens, or the given
 tokenizer's count). ``untouched``: output identical to the input; ``emptied``: output blank; ``dropped``: the id
 is missing from the refined output (scored as an empty output everywhere else).
+
+**Lost content.** ``lost_docs``: documents emptied or dropped while the gold keeps at least one (non-blank) line,
+a count. ``chunks_wiped``: the input chunked as the refine model chunks it (``window`` / ``unit``, whole lines:
+:func:`~refinex_datatrove.program.chunk_lines`), the share of chunks (with a non-blank line) whose non-blank lines
+were all deleted while the gold keeps at least half of them; ``None`` without a window.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from typing import Any
 from rapidfuzz.distance import Indel
 
 from refinex_datatrove.eval.baselines import apply_keep_mask, c4_lines, keep_all
+from refinex_datatrove.program import chunk_lines
 
 WORD_RE = re.compile(r"\w+")
 
@@ -383,6 +389,9 @@ class DocScore:
     untouched: bool = False
     emptied: bool = False
     dropped: bool = False
+    lost: bool = False
+    chunks: int = 0
+    chunks_wiped: int = 0
 
     @property
     def del_precision(self) -> float | None:
@@ -452,14 +461,34 @@ def new_words(original: str, refined: str) -> tuple[int, int]:
     return sum(1 for w in out if w not in seen), len(out)
 
 
+def wiped_chunks(
+    lines: Sequence[str], keep: Sequence[bool], deleted: Sequence[bool], window: int, unit: str = "chars"
+) -> tuple[int, int]:
+    """``(chunks, wiped)``: the chunks of ``lines`` (``window`` / ``unit``, as the refine model chunks) that hold a
+    non-blank line, and those of them whose non-blank lines were all ``deleted`` while ``keep`` (gold) marks at
+    least half of them as content."""
+    n = wiped = 0
+    for c in chunk_lines(list(lines), window, unit):  # type: ignore[arg-type]
+        idx = [i for i in range(c.start, c.end) if lines[i].strip()]
+        if not idx:
+            continue
+        n += 1
+        if all(deleted[i] for i in idx) and 2 * sum(keep[i] for i in idx) >= len(idx):
+            wiped += 1
+    return n, wiped
+
+
 def score_document(
     gold: GoldDoc,
     refined: str | None,
     *,
     tokenizer: Tokenizer | None = None,
     max_block_cells: int = DEFAULT_MAX_BLOCK_CELLS,
+    window: int | None = None,
+    unit: str = "chars",
 ) -> DocScore:
-    """Score one refined text (``None`` = the document was dropped) against its gold pair."""
+    """Score one refined text (``None`` = the document was dropped) against its gold pair; ``window`` / ``unit``:
+    the refine model's chunking, for ``chunks_wiped`` (``None``: not counted)."""
     dropped = refined is None
     out = "" if refined is None else refined
     lines = gold.text.split("\n")
@@ -493,6 +522,9 @@ def score_document(
     s.new_words, s.out_words = new_words(gold.text, out)
     s.untouched = not dropped and out == gold.text
     s.emptied = not dropped and not out.strip()
+    s.lost = (s.emptied or dropped) and any(k and line.strip() for line, k in zip(lines, gold.keep, strict=True))
+    if window is not None:
+        s.chunks, s.chunks_wiped = wiped_chunks(lines, gold.keep, [j is None for j in matched], window, unit)
     return s
 
 
@@ -521,6 +553,8 @@ def aggregate(scores: Sequence[DocScore]) -> dict[str, Any]:
         "untouched": _ratio(sum(s.untouched for s in scores), n),
         "emptied": _ratio(sum(s.emptied for s in scores), n),
         "dropped": _ratio(sum(s.dropped for s in scores), n),
+        "lost_docs": sum(s.lost for s in scores),
+        "chunks_wiped": _ratio(tot["chunks_wiped"], tot["chunks"]),
     }
     for name in _DOC_FIGURES:
         out[f"{name}_macro"] = _mean(getattr(s, name) for s in scores)
@@ -542,6 +576,8 @@ _COUNT_FIELDS = (
     "out_tokens",
     "out_words",
     "new_words",
+    "chunks",
+    "chunks_wiped",
 )
 
 
@@ -600,13 +636,19 @@ def score_method(
     *,
     tokenizer: Tokenizer | None = None,
     max_block_cells: int = DEFAULT_MAX_BLOCK_CELLS,
+    window: int | None = None,
+    unit: str = "chars",
 ) -> MethodResult:
     """Score one method: ``outputs`` maps id -> refined text (a missing id is a dropped document), or is a
     function of the gold doc."""
     docs = []
     for g in gold:
         refined = outputs(g) if callable(outputs) else outputs.get(g.id)
-        docs.append(score_document(g, refined, tokenizer=tokenizer, max_block_cells=max_block_cells))
+        docs.append(
+            score_document(
+                g, refined, tokenizer=tokenizer, max_block_cells=max_block_cells, window=window, unit=unit
+            )
+        )
     groups: dict[str, list[DocScore]] = {}
     for s in docs:
         if s.group is not None:
@@ -627,6 +669,8 @@ def evaluate(
     baselines: Sequence[str] = BASELINE_NAMES,
     tokenizer: Tokenizer | None = None,
     max_block_cells: int = DEFAULT_MAX_BLOCK_CELLS,
+    window: int | None = None,
+    unit: str = "chars",
 ) -> EvalResult:
     """Score ``refined`` (id -> refined text) and the named baselines on the same gold documents.
 
@@ -637,6 +681,8 @@ def evaluate(
         baselines: any of :data:`BASELINE_NAMES`, scored on the same documents.
         tokenizer: token counter for ``out_in_ratio`` (default: whitespace tokens).
         max_block_cells: see :func:`align_lines`.
+        window, unit: the refine model's chunking (``refinex.json``), for ``chunks_wiped``; ``None``: that figure
+            is ``None``.
 
     Raises:
         ValueError: an unknown baseline name, or a baseline named like ``name``.
@@ -648,7 +694,7 @@ def evaluate(
             raise ValueError(f"method name {name!r} collides with a baseline")
     gold_ids = {g.id for g in gold}
     result = EvalResult(unknown_ids=sorted(k for k in refined if k not in gold_ids))
-    kw: dict[str, Any] = {"tokenizer": tokenizer, "max_block_cells": max_block_cells}
+    kw: dict[str, Any] = {"tokenizer": tokenizer, "max_block_cells": max_block_cells, "window": window, "unit": unit}
     result.methods[name] = score_method(name, refined, gold, **kw)
     for b in baselines:
         result.methods[b] = score_method(b, lambda g, b=b: _baseline_output(b, g), gold, **kw)
@@ -670,8 +716,12 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("untouched", "untouched", "pct"),
     ("emptied", "emptied", "pct"),
     ("dropped", "dropped", "pct"),
+    ("lost_docs", "lost docs", "int"),
+    ("chunks_wiped", "wiped chunks", "pct2"),
 )
-"""``(key, header, format)`` of the columns of :func:`format_table`; ``pct`` values print as percentages."""
+"""``(key, header, format)`` of the columns of :func:`format_table`; ``pct`` values print as percentages (``pct2``
+with two decimals). ``lost docs``: documents emptied or dropped while the gold keeps >= 1 line (a count);
+``wiped chunks``: share of the model's chunks deleted whole while the gold keeps >= half of their lines."""
 
 
 def _cell(value: Any, kind: str) -> str:
@@ -679,6 +729,10 @@ def _cell(value: Any, kind: str) -> str:
         return "-"
     if kind == "pct":
         return f"{100 * value:.1f}"
+    if kind == "pct2":
+        return f"{100 * value:.2f}"
+    if kind == "int":
+        return f"{value:d}"
     return f"{value:.2f}"
 
 
@@ -721,6 +775,7 @@ __all__ = [
     "evaluate",
     "format_table",
     "keep_from_gold_text",
+    "wiped_chunks",
     "load_gold",
     "new_words",
     "score_document",

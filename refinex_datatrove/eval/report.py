@@ -167,6 +167,7 @@ class _DocView:
     skipped: dict[str, int]
     emptied: bool
     html: str
+    overruled: int = 0  # chunks whose model program the decision rule replaced by keep_all()
 
 
 def _segments(text_len: int, deleted: list[tuple[int, int]], calls: list[CallInfo]) -> list[tuple[int, int, tuple]]:
@@ -312,6 +313,7 @@ def _render_doc(n: int, doc: Mapping[str, Any], policy: ExecPolicy, max_chars: i
     invalid = result.invalid if result else _coerce_counts((stored_exec or {}).get("invalid"))
     n_calls = len(calls) if result else sum(applied.values()) + sum(skipped.values())
     emptied = bool(original.strip()) and result is not None and not result.text.strip()
+    overruled = _overruled_chunks(prog)
 
     parts: list[str] = []
     changed = " rx-changed" if chars_removed else ""
@@ -324,6 +326,8 @@ def _render_doc(n: int, doc: Mapping[str, Any], policy: ExecPolicy, max_chars: i
         f"{', emptied' if emptied else ''}; {result.lines_removed if result else 0} lines removed; "
         f"{n_calls} calls — applied: {_counts(applied)}; skipped: {_counts(skipped)}"
     )
+    if overruled:
+        parts.append(f"; {overruled} chunk(s) overruled by the decision rule (kept as they were)")
     if invalid:
         parts.append(f"; invalid: {_counts(invalid)}")
     if stored_exec:
@@ -354,7 +358,16 @@ def _render_doc(n: int, doc: Mapping[str, Any], policy: ExecPolicy, max_chars: i
         skipped=dict(skipped),
         emptied=emptied,
         html="".join(parts),
+        overruled=overruled,
     )
+
+
+def _overruled_chunks(prog: Any) -> int:
+    """Chunks of a program record with status ``overruled`` (the decision rule kept their text)."""
+    chunks = prog.get("chunks") if isinstance(prog, Mapping) else None
+    if not isinstance(chunks, list):
+        return 0
+    return sum(1 for c in chunks if isinstance(c, Mapping) and c.get("status") == "overruled")
 
 
 def _render_program(chunks: list[ChunkProgram], calls: list[CallInfo], prog: Mapping[str, Any]) -> str:
@@ -544,11 +557,13 @@ def render_report(
     chars_removed = sum(v.chars_removed for v in views)
     changed = sum(1 for v in views if v.chars_removed)
     emptied = sum(1 for v in views if v.emptied)
+    overruled = sum(v.overruled for v in views)
     share = f" ({100 * chars_removed / chars_before:.1f}%)" if chars_before else ""
     summary = (
         f"<p>{n_docs:,} documents; {changed:,} changed, {n_docs - changed:,} untouched, {emptied:,} emptied; "
         f"{chars_removed:,} of {chars_before:,} characters removed{share}. "
-        f"Calls applied: {_counts(applied_total)}; skipped: {_counts(skipped_total)}.</p>"
+        f"Calls applied: {_counts(applied_total)}; skipped: {_counts(skipped_total)}. "
+        f"Chunks overruled by the decision rule (drastic programs kept as keep_all()): {overruled:,}.</p>"
     )
     parts = [
         "<!DOCTYPE html>",

@@ -20,6 +20,9 @@ class GenerationParams:
 
     ``temperature=0`` means greedy decoding. ``top_k=-1`` and ``top_p=1.0`` disable those samplers.
     ``guided_regex`` asks a backend that supports structured outputs to constrain the text to a regex.
+    ``logprobs`` (``k >= 1``) asks for the model's own likelihoods: the log-probability of every generated token
+    (``Generation.extra[TOKEN_LOGPROBS]``) and the ``k`` most likely first tokens
+    (``Generation.extra[FIRST_TOP_LOGPROBS]``, token text -> log-probability); ``None``: none.
     """
 
     max_tokens: int = 256
@@ -29,6 +32,19 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     guided_regex: str | None = None
+    logprobs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.logprobs is not None and self.logprobs < 1:
+            raise ValueError(f"logprobs must be >= 1 or None, got {self.logprobs}")
+
+
+TOKEN_LOGPROBS = "token_logprobs"
+"""``Generation.extra`` key: the natural-log probability of each generated token, in order (``logprobs`` set)."""
+
+FIRST_TOP_LOGPROBS = "first_top_logprobs"
+"""``Generation.extra`` key: ``{token text: log-probability}`` of the most likely first tokens (``logprobs`` set),
+so a caller can compare what was generated with an alternative start (e.g. ``keep_all()``)."""
 
 
 @dataclass(frozen=True)

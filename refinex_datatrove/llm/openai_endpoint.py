@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from refinex_datatrove.llm._util import error_generation
-from refinex_datatrove.llm.base import Generation, GenerationParams, Request
+from refinex_datatrove.llm.base import FIRST_TOP_LOGPROBS, TOKEN_LOGPROBS, Generation, GenerationParams, Request
 
 GUIDED_FIELDS = ("structured_outputs", "guided_regex")
 
@@ -40,6 +40,60 @@ class _Fatal(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def parse_logprobs(path: str, choice: dict[str, Any]) -> dict[str, Any]:
+    """The likelihoods of one reply's ``choices[0]`` as ``Generation.extra`` entries (``token_logprobs``,
+    ``first_top_logprobs``); ``{}`` when the reply has none or they are not in the OpenAI shape.
+
+    ``/completions``: ``logprobs = {"tokens", "token_logprobs", "top_logprobs": [{token: logprob}, ...]}``.
+    ``/chat/completions``: ``logprobs = {"content": [{"token", "logprob", "top_logprobs": [{"token",
+    "logprob"}]}]}``.
+    """
+    lp = choice.get("logprobs")
+    if not isinstance(lp, dict):
+        return {}
+    tokens: list[float] = []
+    first: dict[str, float] = {}
+    if path == "/chat/completions":
+        content = lp.get("content")
+        if not isinstance(content, list) or not content:
+            return {}
+        for i, entry in enumerate(content):
+            value = _number(entry.get("logprob")) if isinstance(entry, dict) else None
+            if value is None:
+                return {}
+            tokens.append(value)
+            if i == 0:
+                for alt in entry.get("top_logprobs") or []:
+                    if isinstance(alt, dict) and isinstance(alt.get("token"), str):
+                        v = _number(alt.get("logprob"))
+                        if v is not None:
+                            first[alt["token"]] = v
+                if isinstance(entry.get("token"), str):
+                    first.setdefault(entry["token"], value)
+    else:
+        values = lp.get("token_logprobs")
+        if not isinstance(values, list) or not values:
+            return {}
+        for v in values:
+            number = _number(v)
+            if number is None:
+                return {}
+            tokens.append(number)
+        tops = lp.get("top_logprobs")
+        if isinstance(tops, list) and tops and isinstance(tops[0], dict):
+            first = {t: v for t, x in tops[0].items() if isinstance(t, str) and (v := _number(x)) is not None}
+        names = lp.get("tokens")
+        if isinstance(names, list) and names and isinstance(names[0], str):
+            first.setdefault(names[0], tokens[0])
+    return {TOKEN_LOGPROBS: tokens, FIRST_TOP_LOGPROBS: first}
 
 
 def _api_root(base_url: str) -> str:
@@ -184,6 +238,12 @@ class OpenAIEndpointBackend:
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.logprobs is not None:
+            if path == "/chat/completions":
+                body["logprobs"] = True
+                body["top_logprobs"] = params.logprobs
+            else:
+                body["logprobs"] = params.logprobs
         regex = request.guided_regex if request.guided_regex is not None else params.guided_regex
         if regex is not None and self.guided_field == "structured_outputs":
             body["structured_outputs"] = {"regex": regex}
@@ -227,7 +287,7 @@ class OpenAIEndpointBackend:
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         completion_tokens = int(usage.get("completion_tokens") or 0)
         raw_reason = choice.get("finish_reason")
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = parse_logprobs(path, choice)
         if choice.get("stop_reason") is not None:
             extra["stop_reason"] = choice["stop_reason"]
         if raw_reason == "length":

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from refinex_datatrove.llm._util import cut_at_stop, error_generation
-from refinex_datatrove.llm.base import Generation, GenerationParams, Request
+from refinex_datatrove.llm.base import FIRST_TOP_LOGPROBS, TOKEN_LOGPROBS, Generation, GenerationParams, Request
 
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 
@@ -148,6 +148,42 @@ def smollm2_gguf() -> tuple[str, str]:
     return folder, SMOLLM2_GGUF_FILE
 
 
+def chosen_logprobs(step_logits: Any, new_tokens: Any) -> list[list[float]]:
+    """Log-probabilities of the tokens ``generate`` chose: ``step_logits`` is its ``logits`` output (one
+    ``rows x vocab`` tensor per step, the model's raw scores), ``new_tokens`` the ``rows x steps`` new tokens.
+
+    Returns:
+        One list per row, one float per step (rows that had finished get values for their padding too; the
+        caller cuts them with the tokens).
+    """
+    import torch
+
+    out: list[list[float]] = [[] for _ in range(new_tokens.shape[0])]
+    for step, logits in enumerate(step_logits):
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        picked = logp.gather(1, new_tokens[:, step : step + 1].to(logp.device)).squeeze(1).tolist()
+        for row, value in enumerate(picked):
+            out[row].append(float(value))
+    return out
+
+
+def top_logprobs(logits: Any, k: int, decode: Any) -> list[dict[str, float]]:
+    """The ``k`` most likely tokens of one step, per row: ``{decode(token id): log-probability}`` (two ids with
+    the same text keep the larger value)."""
+    import torch
+
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    values, ids = logp.topk(min(k, logp.shape[-1]), dim=-1)
+    rows: list[dict[str, float]] = []
+    for vals, toks in zip(values.tolist(), ids.tolist(), strict=True):
+        top: dict[str, float] = {}
+        for v, t in zip(vals, toks, strict=True):
+            text = decode(t)
+            if text not in top or v > top[text]:
+                top[text] = float(v)
+        rows.append(top)
+    return rows
+
 
 @contextlib.contextmanager
 def _quiet_loading() -> Iterator[None]:
@@ -166,6 +202,20 @@ def _quiet_loading() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+class _Scores:
+    """The likelihoods of one batch's rows while it decodes (``GenerationParams.logprobs`` set)."""
+
+    def __init__(self, n: int) -> None:
+        self.tokens: list[list[float]] = [[] for _ in range(n)]
+        self.first_top: list[dict[str, float]] = [{} for _ in range(n)]
+
+    def attach(self, generations: list[Generation]) -> None:
+        """Store each row's values in its generation's ``extra``, cut to the tokens it kept."""
+        for gen, values, top in zip(generations, self.tokens, self.first_top, strict=True):
+            gen.extra[TOKEN_LOGPROBS] = values[: gen.completion_tokens]
+            gen.extra[FIRST_TOP_LOGPROBS] = top
+
+
 class TransformersBackend:
     """Batched generation with ``transformers`` (left padding, greedy or sampled, stop strings).
 
@@ -178,6 +228,10 @@ class TransformersBackend:
     rows that finished (eos, a stop string, their own ``Request.max_tokens``) leave the batch and their rows of
     the KV cache are dropped, so a batch no longer pays for finished rows until its longest one ends. The
     tokens are the same as one ``generate`` call's (each round continues from the cache).
+
+    With ``GenerationParams.logprobs`` set, each generation carries the model's likelihoods (from ``generate``'s
+    raw ``logits``, turned into log-probabilities round by round): ``extra["token_logprobs"]`` and
+    ``extra["first_top_logprobs"]`` (see :class:`~refinex_datatrove.llm.base.GenerationParams`).
 
     There is no regex-constrained decoding here: ``guided_regex`` is ignored (a warning is logged once and
     the generation carries ``extra["guided_regex_ignored"] = True``).
@@ -378,7 +432,23 @@ class TransformersBackend:
         if params.stop:
             # early stop inside generate; the text is cut again below (a stop string may straddle tokens)
             kw.update(stop_strings=list(params.stop), tokenizer=self._tokenizer)
+        if params.logprobs is not None:
+            kw.update(output_logits=True)  # the rounds return a dict already; one generate call asks for it
         return kw
+
+    def _record_logprobs(
+        self, out: Any, new: Any, rows: list[int], first: bool, params: GenerationParams, scores: _Scores
+    ) -> None:
+        """Append the chosen tokens' log-probabilities of one ``generate`` output (``new``: its new tokens, one row
+        per entry of ``rows``) to ``scores``; on the first round also the top first tokens."""
+        if params.logprobs is None or not out.logits:
+            return
+        for r, values in zip(rows, chosen_logprobs(out.logits, new), strict=True):
+            scores.tokens[r].extend(values)
+        if first:
+            decode = self._tokenizer.decode
+            for r, top in zip(rows, top_logprobs(out.logits[0], params.logprobs, decode), strict=True):
+                scores.first_top[r] = top
 
     def _generate_batch(
         self, batch: list[list[int]], params: GenerationParams, bounds: list[int] | None = None
@@ -406,18 +476,28 @@ class TransformersBackend:
             cuda_ids = [] if device.type != "cuda" else [device.index or 0]
             rng = torch.random.fork_rng(devices=cuda_ids)
         tokens: list[list[int]] = [[] for _ in batch]
+        scores = _Scores(len(batch))
         with torch.inference_mode(), rng:
             if seeded:
                 torch.manual_seed(params.seed)
             if self.decode_round is None:
+                if params.logprobs is not None:
+                    kwargs["return_dict_in_generate"] = True
                 out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
-                tokens = out[:, width:].tolist()
+                sequences = out.sequences if params.logprobs is not None else out
+                tokens = sequences[:, width:].tolist()
+                self._record_logprobs(out, sequences[:, width:], list(range(len(batch))), True, params, scores)
             else:
-                self._generate_rounds(batch, input_ids.to(device), attention.to(device), row_max, params, kwargs, tokens)
-        return [
+                self._generate_rounds(
+                    batch, input_ids.to(device), attention.to(device), row_max, params, kwargs, tokens, scores
+                )
+        generations = [
             self._to_generation(len(ids), gen[:bound], params, bound)
             for ids, gen, bound in zip(batch, tokens, row_max, strict=True)
         ]
+        if params.logprobs is not None:
+            scores.attach(generations)
+        return generations
 
     def _finished(self, prompt: list[int], tokens: list[int], params: GenerationParams) -> bool:
         """Whether ``generate`` ended this row: an eos token, or a stop string ending inside the generated
@@ -439,8 +519,10 @@ class TransformersBackend:
         params: GenerationParams,
         kwargs: dict[str, Any],
         tokens: list[list[int]],
+        scores: _Scores | None = None,
     ) -> None:
-        """Decode in rounds, dropping finished rows (and their KV cache rows) between rounds; fills ``tokens``."""
+        """Decode in rounds, dropping finished rows (and their KV cache rows) between rounds; fills ``tokens``
+        (and ``scores`` when ``params.logprobs`` is set)."""
         import torch
 
         model = self._model
@@ -459,6 +541,8 @@ class TransformersBackend:
                 **kwargs,
             )
             new = out.sequences[:, input_ids.shape[1] :]
+            if scores is not None:
+                self._record_logprobs(out, new, active, done == 0, params, scores)
             done += new.shape[1]
             keep = []
             for j, (r, row) in enumerate(zip(active, new.tolist(), strict=True)):

@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from refinex_datatrove.llm._util import error_generation
-from refinex_datatrove.llm.base import Generation, GenerationParams, Request
+from refinex_datatrove.llm.base import FIRST_TOP_LOGPROBS, TOKEN_LOGPROBS, Generation, GenerationParams, Request
 
 VLLM_INSTALL_HINT = "pip install 'refinex-datatrove[vllm]'"
 
@@ -68,7 +68,31 @@ def to_sampling_kwargs(params: GenerationParams) -> dict[str, Any]:
     }
     if params.guided_regex is not None:
         kwargs.update(structured_regex_kwargs(params.guided_regex))
+    if params.logprobs is not None:
+        kwargs["logprobs"] = params.logprobs
     return kwargs
+
+
+def completion_logprobs(completion: Any) -> dict[str, Any]:
+    """The likelihoods of one ``vllm.CompletionOutput`` (``SamplingParams(logprobs=k)``) as ``Generation.extra``
+    entries: ``token_logprobs`` (the generated tokens') and ``first_top_logprobs`` (``{decoded token: logprob}``
+    of the first step); ``{}`` when it carries none. Each step's entry is vLLM's ``{token_id: Logprob}``."""
+    steps = getattr(completion, "logprobs", None)
+    ids = list(getattr(completion, "token_ids", None) or ())
+    if not steps or len(steps) < len(ids) or not ids:
+        return {}
+    tokens = []
+    for tid, step in zip(ids, steps, strict=False):
+        entry = step.get(tid) if isinstance(step, dict) else None
+        if entry is None:
+            return {}
+        tokens.append(float(entry.logprob))
+    first: dict[str, float] = {}
+    for tid, entry in steps[0].items():
+        text = entry.decoded_token if getattr(entry, "decoded_token", None) is not None else str(tid)
+        if text not in first or entry.logprob > first[text]:
+            first[text] = float(entry.logprob)
+    return {TOKEN_LOGPROBS: tokens, FIRST_TOP_LOGPROBS: first}
 
 
 def output_to_generation(output: Any) -> Generation:
@@ -86,7 +110,7 @@ def output_to_generation(output: Any) -> Generation:
     reason = completion.finish_reason
     n_completion = len(completion.token_ids or ())
     if reason in ("stop", "length"):
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = completion_logprobs(completion)
         if getattr(completion, "stop_reason", None) is not None:
             extra["stop_reason"] = completion.stop_reason
         return Generation(

@@ -23,6 +23,7 @@ from enum import StrEnum
 from refinex_datatrove.llm.base import Generation, Request
 from refinex_datatrove.program import Chunk, Unit, chunk_lines, parse_program, render_chunk, render_prompt, split_lines
 from refinex_datatrove.refine_model.card import DEFAULT_UNIT, DEFAULT_WINDOW
+from refinex_datatrove.refine_model.decision import DecisionRule, Verdict, decide, empties_document, likelihood_of
 from refinex_datatrove.refine_model.grammar import DEFAULT_MAX_CALLS, program_regex
 
 DEFAULT_MAX_NEW_TOKENS = 512
@@ -47,9 +48,12 @@ class ChunkStatus(StrEnum):
     FAILED = "failed"  # the transport reported an error; stored as keep_all(), the chunk keeps its text
     SKIPPED = "skipped"  # one line longer than the window; never sent, never edited
     BLANK = "blank"  # only whitespace; nothing to refine, never sent
+    OVERRULED = "overruled"  # the decision rule replaced a drastic program by keep_all() (refine_model/decision.py)
 
 
-SENT = frozenset({ChunkStatus.OK, ChunkStatus.TRUNCATED, ChunkStatus.EMPTY, ChunkStatus.FAILED})
+SENT = frozenset(
+    {ChunkStatus.OK, ChunkStatus.TRUNCATED, ChunkStatus.EMPTY, ChunkStatus.FAILED, ChunkStatus.OVERRULED}
+)
 """Statuses of chunks that got a request."""
 
 
@@ -65,6 +69,10 @@ class ChunkAnnotation:
         prompt_tokens: prompt tokens the backend reported.
         completion_tokens: generated tokens the backend reported.
         error: the transport's error message for a failed chunk.
+        verdict: the decision rule's :class:`~refinex_datatrove.refine_model.decision.Verdict` (``None``: not
+            judged: no rule, or no program to judge).
+        margin: the rule's margin over ``keep_all()`` in nats (``None`` without likelihoods).
+        overruled_program: status ``overruled``: the model's program the rule replaced by ``keep_all()``.
     """
 
     chunk: Chunk
@@ -74,6 +82,9 @@ class ChunkAnnotation:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+    verdict: Verdict | None = None
+    margin: float | None = None
+    overruled_program: str | None = None
 
 
 def plan_chunks(text: str, window: int = DEFAULT_WINDOW, unit: Unit = DEFAULT_UNIT) -> list[Chunk]:
@@ -166,11 +177,15 @@ def drop_cut_call(program: str) -> str:
     return "\n".join(lines).strip()
 
 
-def annotation_from_generation(chunk: Chunk, gen: Generation) -> ChunkAnnotation:
+def annotation_from_generation(
+    chunk: Chunk, gen: Generation, lines: Sequence[str] | None = None, rule: DecisionRule | None = None
+) -> ChunkAnnotation:
     """Turn one generation into the chunk's stored program and status.
 
     A failed request stores ``keep_all()`` (the chunk keeps its text); an empty answer stores ``keep_all()``
-    with status ``empty``; a truncated answer keeps its complete calls.
+    with status ``empty``; a truncated answer keeps its complete calls. With ``rule`` (and the document's
+    ``lines``), the program is judged by :func:`~refinex_datatrove.refine_model.decision.decide`: an overruled one
+    is stored as ``keep_all()`` with status ``overruled``, the model's program kept in ``overruled_program``.
     """
     common = {
         "finish_reason": gen.finish_reason,
@@ -186,11 +201,19 @@ def annotation_from_generation(chunk: Chunk, gen: Generation) -> ChunkAnnotation
         status = ChunkStatus.TRUNCATED
     if not program:
         return ChunkAnnotation(chunk, KEEP_ALL, ChunkStatus.EMPTY if status == ChunkStatus.OK else status, **common)
-    return ChunkAnnotation(chunk, program, status, **common)
+    if rule is None or lines is None:
+        return ChunkAnnotation(chunk, program, status, **common)
+    decision = decide(program, lines[chunk.start : chunk.end], likelihood_of(gen), rule)
+    if decision.overruled:
+        return ChunkAnnotation(
+            chunk, decision.program, ChunkStatus.OVERRULED, verdict=decision.verdict, margin=decision.margin,
+            overruled_program=program, **common,
+        )
+    return ChunkAnnotation(chunk, program, status, verdict=decision.verdict, margin=decision.margin, **common)
 
 
 def assemble_annotations(
-    text: str, chunks: Sequence[Chunk], generations: Sequence[Generation]
+    text: str, chunks: Sequence[Chunk], generations: Sequence[Generation], rule: DecisionRule | None = None
 ) -> list[ChunkAnnotation]:
     """Pair generations (one per requested chunk, as from :func:`build_requests`) back with all chunks.
 
@@ -198,6 +221,8 @@ def assemble_annotations(
         text: the document.
         chunks: every chunk of the document.
         generations: one per chunk that :func:`needs_request`, in order.
+        rule: the conservative decision rule each program is judged by (:func:`annotation_from_generation`);
+            ``None``: every program is stored as generated.
 
     Returns:
         One :class:`ChunkAnnotation` per chunk, in order.
@@ -217,7 +242,29 @@ def assemble_annotations(
         elif not needs_request(lines, chunk):
             out.append(ChunkAnnotation(chunk, KEEP_ALL, ChunkStatus.BLANK))
         else:
-            out.append(annotation_from_generation(chunk, next(it)))
+            out.append(annotation_from_generation(chunk, next(it), lines, rule))
+    if rule is not None and rule.active and rule.keep_documents:
+        out = keep_document(out, lines)
+    return out
+
+
+def keep_document(annotations: list[ChunkAnnotation], lines: Sequence[str]) -> list[ChunkAnnotation]:
+    """The decision rule's document guard: when the stored programs would delete every non-blank line of the
+    document (:func:`~refinex_datatrove.refine_model.decision.empties_document`), every chunk whose program
+    deletes all of its non-blank lines is overruled to ``keep_all()`` (status ``overruled``, verdict
+    ``empties_document``, the model's program kept). Otherwise ``annotations`` are returned as they are."""
+    chunks = [(a.program, lines[a.chunk.start : a.chunk.end]) for a in annotations]
+    if not empties_document(chunks):
+        return annotations
+    out = []
+    for a, (program, mine) in zip(annotations, chunks, strict=True):
+        if a.status in (ChunkStatus.OK, ChunkStatus.TRUNCATED) and empties_document([(program, mine)]):
+            a = ChunkAnnotation(
+                a.chunk, KEEP_ALL, ChunkStatus.OVERRULED, finish_reason=a.finish_reason,
+                prompt_tokens=a.prompt_tokens, completion_tokens=a.completion_tokens,
+                verdict=Verdict.EMPTIES_DOCUMENT, margin=a.margin, overruled_program=program,
+            )
+        out.append(a)
     return out
 
 
@@ -233,6 +280,7 @@ __all__ = [
     "chunk_prompt",
     "clean_generation",
     "drop_cut_call",
+    "keep_document",
     "needs_request",
     "plan_chunks",
 ]

@@ -44,6 +44,14 @@ from refinex_datatrove.refine_model.card import (
     model_chunking,
     resolve_model,
 )
+from refinex_datatrove.refine_model.decision import (
+    DEFAULT_MARGIN,
+    DEFAULT_MIN_SHARE,
+    DEFAULT_SCORE,
+    DecisionRule,
+    Score,
+    Verdict,
+)
 from refinex_datatrove.refine_model.grammar import DEFAULT_MAX_CALLS
 from refinex_datatrove.refine_model.requests import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -56,6 +64,11 @@ from refinex_datatrove.refine_model.requests import (
 
 PROGRAM_SOURCE = "model"
 """``metadata["refinex"]["program"]["source"]`` of programs written by a refine model."""
+
+LOGPROBS = 5
+"""Top first tokens asked of the backend when the decision rule is on (``GenerationParams.logprobs``). 5 is the most
+OpenAI's completions API accepts; on all 1,604 chunks of the WCXB dev run (generated with 20), keeping only the top
+5 changed ``keep_all()``'s first-token log-probability for none."""
 
 class AnnotateStat(StrEnum):
     """Stats of :class:`RefineModelAnnotator` besides ``total``/``forwarded``."""
@@ -74,6 +87,11 @@ class AnnotateStat(StrEnum):
     DOCS_FAILED = "docs_failed"  # a chunk's request failed for good (e.g. HTTP 4xx): the document is not refined
     BATCH_ERROR = "batch_error"  # generate() raised for a whole batch: the task fails
     METADATA_REPLACED = "refinex_metadata_replaced"  # metadata["refinex"] was not a dict; replaced
+    # the conservative decision rule (refine_model/decision.py), per chunk
+    OVERRULED = "overruled_drastic_chunk"  # a drastic program that did not beat keep_all(): stored as keep_all()
+    DRASTIC_ACCEPTED = "drastic_accepted"  # a drastic program that beat keep_all() by the margin: kept
+    DRASTIC_UNSCORED = "drastic_unscored"  # a drastic program without likelihoods (backend returned none): kept
+    OVERRULED_DOCUMENT = "overruled_would_empty_document"  # kept, the programs would have emptied the document
 
 
 RETRYABLE_KEY = "retryable"
@@ -180,6 +198,14 @@ def _count_annotations(step: PipelineStep, annotations: Sequence[ChunkAnnotation
             step.stat_update(AnnotateStat.GEN_TRUNCATED)
         elif a.status == ChunkStatus.EMPTY:
             step.stat_update(AnnotateStat.GEN_EMPTY)
+        if a.verdict == Verdict.OVERRULED:
+            step.stat_update(AnnotateStat.OVERRULED)
+        elif a.verdict == Verdict.EMPTIES_DOCUMENT:
+            step.stat_update(AnnotateStat.OVERRULED_DOCUMENT)
+        elif a.verdict == Verdict.CONFIDENT:
+            step.stat_update(AnnotateStat.DRASTIC_ACCEPTED)
+        elif a.verdict == Verdict.UNSCORED:
+            step.stat_update(AnnotateStat.DRASTIC_UNSCORED)
     return failed > 0
 
 
@@ -188,7 +214,8 @@ def store_annotations(doc: Document, annotations: Sequence[ChunkAnnotation], mod
 
     The record holds ``"model"`` (the refine model's name) and each chunk its ``"status"``
     (:class:`~refinex_datatrove.refine_model.requests.ChunkStatus`) and, when it failed, its ``"error"``; a failed chunk's
-    program is ``keep_all()``.
+    program is ``keep_all()``. The decision rule's ``"margin"`` is kept per chunk, and an overruled chunk's
+    model program as ``"overruled_program"`` (its stored program is ``keep_all()``).
     A ``metadata["refinex"]`` that is not a dict (malformed upstream metadata) is replaced by a fresh one.
 
     Returns:
@@ -206,6 +233,8 @@ def store_annotations(doc: Document, annotations: Sequence[ChunkAnnotation], mod
         model=model_name,
         statuses=[a.status.value for a in annotations],
         errors=[(a.error or "unknown error")[:500] if a.status == ChunkStatus.FAILED else None for a in annotations],
+        margins=[a.margin for a in annotations],
+        overruled=[a.overruled_program for a in annotations],
     )
     return replaced
 
@@ -261,6 +290,18 @@ class RefineModelAnnotator(PipelineStep):
         expected_docs: documents this task will see, for the ETA (``None``: no ETA).
         workers: model processes running at once on this machine: the transformers backend's default torch
             threads split the cores between them (:func:`~refinex_datatrove.llm.transformers_backend.default_num_threads`).
+        overrule_margin: the conservative decision rule (:mod:`refinex_datatrove.refine_model.decision`): a
+            *drastic* program (deleting at least ``overrule_share`` of its chunk's non-blank lines) is kept only
+            when it beats ``keep_all()`` by this many nats of the model's own likelihood, else the chunk keeps its
+            text (status ``overruled``, stat ``overruled_drastic_chunk``, the model's program kept in the chunk's
+            ``overruled_program``). Default chosen on WCXB dev; ``None`` turns the rule off. The backend is asked
+            for log-probabilities (transformers scores, vLLM / endpoint ``logprobs``); a backend that returns
+            none leaves drastic programs as they are (``drastic_unscored``). With the rule on, a document is never
+            emptied by the model: when its programs would delete every non-blank line, its whole-chunk deletions
+            are overruled too (``overruled_would_empty_document``).
+        overrule_share: the share of a chunk's non-blank lines from which a program is drastic.
+        overrule_score: ``"first"`` (the program's first token against ``keep_all()``'s, at the first decoding
+            step) or ``"program"`` (the whole program's log-probability against ``keep_all()``'s first token).
     """
 
     name = "🏷️ RefineX annotate"
@@ -284,8 +325,12 @@ class RefineModelAnnotator(PipelineStep):
         progress_every: float | None = None,
         expected_docs: int | None = None,
         workers: int = 1,
+        overrule_margin: float | None = DEFAULT_MARGIN,
+        overrule_share: float = DEFAULT_MIN_SHARE,
+        overrule_score: Score = DEFAULT_SCORE,
     ) -> None:
         super().__init__()
+        self.rule = DecisionRule(margin=overrule_margin, min_share=overrule_share, score=overrule_score)
         if isinstance(backend, str) and backend not in BACKEND_KINDS:
             raise ValueError(f"backend must be one of {BACKEND_KINDS}, None or an LLMBackend, got {backend!r}")
         if backend is not None and not isinstance(backend, str) and not isinstance(backend, LLMBackend):
@@ -316,7 +361,9 @@ class RefineModelAnnotator(PipelineStep):
         self.workers = workers
         self.guided = guided
         self.max_calls = max_calls
-        self.params = GenerationParams(max_tokens=max_new_tokens, temperature=0.0)
+        self.params = GenerationParams(
+            max_tokens=max_new_tokens, temperature=0.0, logprobs=LOGPROBS if self.rule.active else None
+        )
 
     def _make_backend(self) -> LLMBackend:
         if self.backend is not None and not isinstance(self.backend, str):
@@ -405,7 +452,9 @@ class RefineModelAnnotator(PipelineStep):
                 offset = 0
                 for doc, (chunks, n_req) in zip(batch, plans, strict=True):
                     self.stat_update(StatHints.total)
-                    annotations = assemble_annotations(doc.text, chunks, generations[offset : offset + n_req])
+                    annotations = assemble_annotations(
+                        doc.text, chunks, generations[offset : offset + n_req], self.rule
+                    )
                     offset += n_req
                     if store_annotations(doc, annotations, self.model_name):
                         self.stat_update(AnnotateStat.METADATA_REPLACED)
@@ -467,7 +516,15 @@ class AnnotateRollout:
     as the runner intends.
 
     Returns a summary dict for ``metadata["rollout_results"]``: ``{"chunks", "requests", "failed",
-    "truncated", "prompt_tokens", "completion_tokens"}``; never ``None``, so every document is written.
+    "truncated", "overruled", "drastic_unscored", "prompt_tokens", "completion_tokens"}``; never ``None``, so
+    every document is written.
+
+    The conservative decision rule (``rule``) is applied as in :class:`RefineModelAnnotator`, but without
+    likelihoods: datatrove's ``InferenceRunner`` hands the rollout an ``InferenceResult`` (text, finish reason,
+    usage) and drops the server's ``logprobs``, so a drastic program cannot be judged by its margin; it is kept and
+    counted as ``drastic_unscored`` in the summary. The document guard, which needs no likelihood, still holds
+    (counted in ``overruled``). Run the inline annotator (``backend="vllm"`` or ``"endpoint"``, which return
+    log-probabilities) where the margin must hold.
     """
 
     window: int = DEFAULT_WINDOW
@@ -477,6 +534,7 @@ class AnnotateRollout:
     max_calls: int | None = DEFAULT_MAX_CALLS
     model_name: str = "refine-model"
     bound_by_lines: bool = True
+    rule: DecisionRule = DecisionRule()
 
     async def _one(self, generate: Any, request: Request) -> Generation:
         from datatrove.pipeline.inference.types import InferenceError
@@ -499,13 +557,15 @@ class AnnotateRollout:
             max_tokens=self.max_tokens if self.bound_by_lines else None,
         )
         generations = await asyncio.gather(*(self._one(generate, r) for r in requests))
-        annotations = assemble_annotations(document.text, chunks, list(generations))
+        annotations = assemble_annotations(document.text, chunks, list(generations), self.rule)
         store_annotations(document, annotations, self.model_name)
         return {
             "chunks": len(annotations),
             "requests": len(requests),
             "failed": sum(a.status == ChunkStatus.FAILED for a in annotations),
             "truncated": sum(a.status == ChunkStatus.TRUNCATED for a in annotations),
+            "overruled": sum(a.status == ChunkStatus.OVERRULED for a in annotations),
+            "drastic_unscored": sum(a.verdict == Verdict.UNSCORED for a in annotations),
             "prompt_tokens": sum(a.prompt_tokens for a in annotations),
             "completion_tokens": sum(a.completion_tokens for a in annotations),
         }
@@ -519,6 +579,9 @@ def make_annotate_rollout(
     *,
     max_calls: int | None = DEFAULT_MAX_CALLS,
     model_name: str = "refine-model",
+    overrule_margin: float | None = DEFAULT_MARGIN,
+    overrule_share: float = DEFAULT_MIN_SHARE,
+    overrule_score: Score = DEFAULT_SCORE,
 ) -> AnnotateRollout:
     """The rollout for ``InferenceRunner(rollout_fn=make_annotate_rollout(...), config=InferenceConfig(...))``.
 
@@ -529,6 +592,9 @@ def make_annotate_rollout(
         guided: send the program grammar as vLLM's ``structured_outputs={"regex": ...}`` (vLLM >= 0.12).
         max_calls: the grammar's bound on calls per program.
         model_name: recorded with the programs.
+        overrule_margin, overrule_share, overrule_score: the decision rule, as for :class:`RefineModelAnnotator`
+            (without the server's log-probabilities, which ``InferenceRunner`` drops, drastic programs are
+            counted as ``drastic_unscored``, not overruled; see :class:`AnnotateRollout`).
 
     Returns:
         A picklable async callable ``rollout(document, generate, **shared_context)``.
@@ -537,7 +603,8 @@ def make_annotate_rollout(
         raise ValueError(f"window must be >= 1, got {window}")
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    return AnnotateRollout(window, unit, max_tokens, guided, max_calls, model_name)
+    rule = DecisionRule(margin=overrule_margin, min_share=overrule_share, score=overrule_score)
+    return AnnotateRollout(window, unit, max_tokens, guided, max_calls, model_name, rule=rule)
 
 
 __all__ = [

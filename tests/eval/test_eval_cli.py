@@ -213,3 +213,36 @@ def test_eval_accepts_the_refine_input_format_as_gold(tmp_path):
         assert data["settings"]["text_key"] == ("noisy" if name == "wcxb" else "text")
     assert scores["auto"] == scores["named"] == scores["wcxb"]
     assert scores["wcxb"]["del_f1"] == pytest.approx(8 / 11)
+
+
+def test_eval_reports_lost_documents_and_wiped_chunks(tmp_path, capsys):
+    """d is dropped while its gold keeps a line (lost); c is emptied but its gold keeps nothing (not lost). At a
+    50-character window, a is 4 chunks (VOTE's deleted whole, gold content: wiped), b 2, c 1 (gold noise), d 1
+    (dropped, gold content: wiped): 2 of 8."""
+    gold = _write_gold(tmp_path / "gold.jsonl.gz")
+    refined = tmp_path / "refined.jsonl"
+    refined.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in REFINED.items()))
+    out_json = tmp_path / "scores.json"
+    argv = ["eval", "--refined", str(refined), "--gold", str(gold), "--json", str(out_json), "--group-key", "page_type"]
+    assert main([*argv, "--window", "50"]) == 0
+    printed = capsys.readouterr().out
+    assert "lost docs" in printed and "wiped chunks" in printed
+    data = json.loads(out_json.read_text())
+    assert (data["settings"]["window"], data["settings"]["unit"]) == (50, "chars")
+    ours = data["methods"]["ours"]
+    assert ours["corpus"]["lost_docs"] == 1
+    assert ours["corpus"]["chunks_wiped"] == pytest.approx(2 / 8)
+    assert ours["corpus"]["totals"]["chunks"] == 8
+    assert ours["groups"]["forum"]["lost_docs"] == 1 and ours["groups"]["article"]["lost_docs"] == 0
+    assert ours["groups"]["article"]["chunks_wiped"] == pytest.approx(1 / 6)
+    docs = {d["id"]: d for d in ours["docs"]}
+    assert docs["d"]["lost"] and not docs["c"]["lost"]
+    assert data["methods"]["keep-all"]["corpus"]["lost_docs"] == 0
+    assert data["methods"]["keep-all"]["corpus"]["chunks_wiped"] == 0
+    # by default the chunking is the default refine model's (its refinex.json)
+    from refinex_datatrove.refine_model.card import model_chunking, resolve_model
+
+    assert main(argv) == 0
+    data = json.loads(out_json.read_text())
+    assert (data["settings"]["window"], data["settings"]["unit"]) == model_chunking(resolve_model("default"))
+    assert data["methods"]["ours"]["corpus"]["totals"]["chunks"] == 4  # one chunk per document at 1,200 chars

@@ -252,3 +252,29 @@ def test_metrics_baselines_and_report_import_no_datatrove():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_wiped_chunks_needs_every_content_line_deleted_and_half_of_them_gold_content() -> None:
+    from refinex_datatrove.eval.metrics import wiped_chunks
+
+    lines = ["a" * 8, "b" * 8, "", "c" * 8, "d" * 8, "e" * 8]
+    # window 18 (a line costs its characters and its line break): [a, b], [blank, c], [d, e]
+    keep = [True, False, False, True, True, False]
+    assert wiped_chunks(lines, keep, [True] * 6, 18) == (3, 3)  # half of a chunk kept by the gold is enough
+    assert wiped_chunks(lines, keep, [True, False, True, True, True, True], 18) == (3, 2)  # b survives
+    assert wiped_chunks(lines, [False, False, False, True, False, False], [True] * 6, 18) == (3, 1)  # < half
+    assert wiped_chunks(lines, [False] * 6, [True] * 6, 18) == (3, 0)  # gold deletes everything: not content lost
+    assert wiped_chunks(["", " "], [True, True], [True, True], 16) == (0, 0)  # blank chunks are not counted
+
+
+def test_lost_documents_only_where_the_gold_keeps_a_line() -> None:
+    from refinex_datatrove.eval.metrics import GoldDoc, score_document
+
+    content = GoldDoc("x", "nav\nbody text", (False, True))
+    noise = GoldDoc("y", "nav\n   ", (False, True))  # the kept line is blank
+    assert score_document(content, "").lost and score_document(content, None).lost
+    assert not score_document(content, "body text").lost
+    assert not score_document(noise, "").lost
+    assert score_document(content, "").chunks == 0  # no window: no chunk figure
+    s = score_document(content, "nav", window=4)
+    assert (s.chunks, s.chunks_wiped) == (2, 1)

@@ -156,3 +156,13 @@ def test_a_length_bomb_gets_the_executors_verdict_in_the_report():
     result, calls = attribute_calls(text, [ChunkProgram(Chunk(0, 3), f"remove_lines(1, 1)\n{bomb}")])
     assert result.invalid == {"line_too_long": 1}
     assert [c.status for c in calls] == ["applied", "invalid: line_too_long"]
+
+
+def test_report_counts_chunks_the_decision_rule_overruled():
+    prog = program(TEXT, [(0, 3, "keep_all()"), (3, 2, "remove_lines(1, 2)")])
+    prog["chunks"][0].update(status="overruled", overruled_program="remove_lines(1, 3)", margin=0.4)
+    page = render_report([{"id": "d1", "text": TEXT, "program": prog}])
+    assert "Chunks overruled by the decision rule (drastic programs kept as keep_all()): 1." in page
+    assert "1 chunk(s) overruled by the decision rule" in page
+    plain = render_report([{"id": "d2", "text": TEXT, "program": program(TEXT, [(0, 5, "keep_all()")])}])
+    assert "decision rule (drastic programs kept as keep_all()): 0." in plain

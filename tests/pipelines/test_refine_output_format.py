@@ -49,7 +49,9 @@ def _refine(inputs: Path, out: Path, url: str, *extra: str) -> None:
     rc = cli_main([
         "refine", str(inputs / "docs.jsonl"), str(out), "--backend", "endpoint", "--base-url", url,
         "--model", MODEL, "--min-words", "3", "--compression", "none", "--progress", "0",
-        "--backend-kwarg", "api_key_env=null", "--backend-kwarg", "timeout=5", *extra,
+        "--backend-kwarg", "api_key_env=null", "--backend-kwarg", "timeout=5",
+        # the decision rule off: its document guard would keep all-nav, whose emptying these tests follow
+        "--overrule-margin", "off", *extra,
     ])
     assert rc == 0
 
@@ -91,7 +93,7 @@ def test_parquet_output_holds_the_same_records_as_jsonl(runs):
         rx = rec["metadata"][META_KEY]
         assert list(rx) == list(STABLE_KEYS)
         assert rx["exec"]["status"] == "executed" and rx["quality"]["words"] > 0
-        assert all(set(c) == {"start", "n_lines", "skipped", "program", "status", "error"}
+        assert all(set(c) == {"start", "n_lines", "skipped", "program", "status", "error", "margin", "overruled_program"}
                    for c in rx["program"]["chunks"])
     originals = {d["id"]: d for d in docs}
     assert {r["id"]: r["metadata"].get("crawl") for r in from_parquet} == {

@@ -143,6 +143,8 @@ def test_local_run_filters_annotates_executes_and_writes(tmp_path, fmt, capsys):
             "--set", f"reader.data_folder={tmp_path}/in", "--set", "reader.glob_pattern=*.jsonl",
             "--set", "executor.tasks=1", "--set", f"executor.logging_dir={tmp_path}/logs",
             "--set", "annotate.model=scripted",
+            # the decision rule off: its document guard would keep all-nav, whose emptying this test follows
+            "--set", "annotate.overrule_margin=null",
             "--set", f"output.folder={tmp_path}/refined", "--set", f"output.excluded={tmp_path}/excluded",
             "--set", f"output.format={fmt}", "--set", "output.extra_metadata={url: string}"]
     assert refine.main(argv, backend=ScriptedBackend(_nav_script)) == 0

@@ -196,7 +196,8 @@ def test_skipped_and_blank_chunks_get_no_request():
     assert sent_bodies[0] == "Clean:\n[1] NAV top\n[2] real content here\n"  # the raw prompt, verbatim
     assert len(backend.requests) == sum(c["status"] == "ok" for c in chunks)
     assert out[1].metadata[META_KEY]["program"]["chunks"] == [
-        {"start": 0, "n_lines": 1, "skipped": False, "program": "keep_all()", "status": "blank", "error": None}
+        {"start": 0, "n_lines": 1, "skipped": False, "program": "keep_all()", "status": "blank", "error": None,
+         "margin": None, "overruled_program": None}
     ]
     assert step.stats[AnnotateStat.CHUNKS_SKIPPED].total == 1
     assert step.stats[AnnotateStat.DOCS_FAILED].total == 0

@@ -132,6 +132,8 @@ def test_evaluate_on_dev_scores_a_real_model_and_saves_its_programs(tmp_path: Pa
     refined = execute_annotated(docs)
     assert [d.text for d in docs] == [p["noisy"] for p in sample]
     from refinex_datatrove.eval.metrics import evaluate
+    from refinex_datatrove.refine_model.card import model_chunking, resolve_model
 
-    again = evaluate(refined, load_gold(sample, group_key="page_type"), name="tiny")
+    window, unit = model_chunking(resolve_model(model))  # the wiped-chunks figure chunks as the model does
+    again = evaluate(refined, load_gold(sample, group_key="page_type"), name="tiny", window=window, unit=unit)
     assert again.methods["tiny"].corpus == result.methods["tiny"].corpus
