@@ -209,7 +209,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=512,
         help="bound on each program's tokens (each chunk is also bounded by its line count)",
     )
-    p.add_argument("--guided", action="store_true", help="grammar-constrained decoding (vllm / endpoint)")
+    p.add_argument(
+        "--guided",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="decode inside each chunk's program grammar (line numbers within the chunk, no inverted range): "
+        "vLLM's structured outputs, an endpoint's guided_regex, xgrammar on the transformers backend "
+        "(default: off)",
+    )
     p.add_argument("--limit", type=int, default=-1, help="documents per task (default: all)")
     p.add_argument(
         "--prefilter",
