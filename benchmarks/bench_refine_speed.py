@@ -20,14 +20,19 @@ Settings:
 * ``default-fp32``: the default in float32 (what bfloat16 alone brings, and its quality).
 * ``default-fixed8`` / ``default-one-generate``: the default with fixed batches of 8 (no padding bound) or
   with one ``generate`` call per batch (no decoding rounds): what each of those two changes brings.
+* ``unguided`` / ``guided``: ``refinex refine`` with ``--no-guided`` / ``--guided``: free decoding, or decoding
+  inside each chunk's program grammar with xgrammar (line numbers within the chunk, ``a <= b``).
 
 Prints per run: seconds, documents/s, prompt tokens/s; then per corpus and setting the median documents/s and
 tokens/s, the speed-up over ``before`` (median and min of the per-repetition ratios) and the deletion F1 /
-gold content kept (characters of the lines the labels keep) of each setting.
+gold content kept (characters of the lines the labels keep) of each setting, and what the programs held:
+invalid calls, inverted or out-of-range ranges (the executor's ``skipped`` counts) and truncated chunks (a
+program cut by its token bound: a runaway generation).
 
     python benchmarks/bench_refine_speed.py                       # demo + 40 dev documents, 3 repetitions
     python benchmarks/bench_refine_speed.py --reps 5 --dev-docs 0  # all 121 eligible dev documents
     python benchmarks/bench_refine_speed.py --settings before,default,default-fp32 --corpora dev
+    python benchmarks/bench_refine_speed.py --settings unguided,guided --reps 2  # grammar-constrained decoding
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "default-fp32": {"cli": True, "backend": {"dtype": "float32"}},
     "default-fixed8": {"cli": True, "backend": {"max_padding": None}},
     "default-one-generate": {"cli": True, "backend": {"decode_round": None}},
+    "unguided": {"cli": True, "args": ["--no-guided"]},
+    "guided": {"cli": True, "args": ["--guided"]},
 }
 
 
@@ -89,7 +96,7 @@ def _annotator(setting: dict[str, Any]) -> Any:
 
         parser = argparse.ArgumentParser()
         add_refine_parser(parser.add_subparsers())
-        args = parser.parse_args(["refine", str(DEMO), "/tmp/unused", "--progress", "0"])
+        args = parser.parse_args(["refine", str(DEMO), "/tmp/unused", "--progress", "0", *setting.get("args", [])])
         annotate = build_config(args)["annotate"]
         annotate["backend_kwargs"] = {**annotate["backend_kwargs"], **setting.get("backend", {})}
         annotate["backend"] = annotate["backend"] or "transformers"
@@ -100,6 +107,24 @@ def _annotator(setting: dict[str, Any]) -> Any:
 
         backend_kwargs["num_threads"] = torch.get_num_threads()  # before anything set it: torch's default
     return RefineModelAnnotator(backend="transformers", backend_kwargs=backend_kwargs, **setting["annotate"])
+
+
+def _program_counts(annotated: list[Any]) -> dict[str, int]:
+    """Invalid calls, inverted and out-of-range ranges (what the executor skips) and truncated chunks of the
+    annotated documents' programs."""
+    from refinex_datatrove.metadata import read_chunk_programs
+    from refinex_datatrove.program.executor import SkipReason, execute_document
+
+    out = {"calls": 0, "invalid": 0, "inverted": 0, "out_of_range": 0, "truncated": 0}
+    for doc in annotated:
+        meta = doc.metadata["refinex"]
+        result = execute_document(doc.text, read_chunk_programs(meta))
+        out["calls"] += result.n_calls
+        out["invalid"] += result.skipped.get(SkipReason.INVALID_CALL, 0)
+        out["inverted"] += result.skipped.get(SkipReason.INVERTED_RANGE, 0)
+        out["out_of_range"] += result.skipped.get(SkipReason.LINE_OUT_OF_RANGE, 0)
+        out["truncated"] += sum(c.get("status") == "truncated" for c in meta["program"]["chunks"])
+    return out
 
 
 def worker(name: str, corpus: str, dev_docs: int, pairs: str, demo_docs: int = 0) -> dict[str, Any]:
@@ -132,6 +157,7 @@ def worker(name: str, corpus: str, dev_docs: int, pairs: str, demo_docs: int = 0
     annotated = list(annotate.run(iter(docs)))
     seconds = time.perf_counter() - t
     scores = evaluate(execute_annotated(annotated), gold, name="model", baselines=()).methods["model"].corpus
+    calls = _program_counts(annotated)
     import torch
 
     return {
@@ -146,6 +172,7 @@ def worker(name: str, corpus: str, dev_docs: int, pairs: str, demo_docs: int = 0
         **counts,
         "del_f1": scores["del_f1"],
         "char_keep": scores["char_keep"],
+        **calls,
         "dtype": getattr(backend, "resolved_dtype", None),
         "threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
@@ -219,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{corpus}: {first['docs']} documents, {first['bytes'] / 1000:.0f} KB "
               f"(mean {first['bytes'] / first['docs'] / 1000:.1f} KB), {first['requests']} chunks")
         print(f"  {'setting':>12} {'docs/s':>8} {'tok/s':>7} {'speed-up med':>12} {'min':>6} {'del F1':>7} "
-              f"{'kept %':>7}")
+              f"{'kept %':>7} {'calls':>6} {'invalid':>7} {'inverted':>8} {'out-of-range':>12} {'truncated':>9}")
         for name in names:
             rs = [r for r in mine if r["setting"] == name]
             ratios = [
@@ -232,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {name:>12} {statistics.median(r['docs_per_s'] for r in rs):8.3f} "
                 f"{statistics.median(r['prompt_tokens_per_s'] for r in rs):7.0f} "
                 f"{statistics.median(ratios):11.2f}x {min(ratios):5.2f}x "
-                f"{_pct(rs[0]['del_f1']):>7} {_pct(rs[0]['char_keep']):>7}"
+                f"{_pct(rs[0]['del_f1']):>7} {_pct(rs[0]['char_keep']):>7} {rs[0]['calls']:6d} "
+                f"{rs[0]['invalid']:7d} {rs[0]['inverted']:8d} {rs[0]['out_of_range']:12d} {rs[0]['truncated']:9d}"
             )
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1), encoding="utf-8")

@@ -19,7 +19,7 @@ from refinex_datatrove.refine_model.requests import (
     plan_chunks,
 )
 from refinex_datatrove.llm.base import Generation
-from refinex_datatrove.refine_model.grammar import int_range_regex, program_regex
+from refinex_datatrove.refine_model.grammar import int_range_regex, ordered_pair_regex, program_regex
 from refinex_datatrove.program import (
     Chunk,
     KeepAll,
@@ -47,7 +47,9 @@ def test_int_range_regex_matches_exactly_the_range(lo, hi):
 
 def test_int_range_regex_stays_small_for_big_ranges():
     assert len(int_range_regex(1, 98_765)) < 200
-    assert len(program_regex(99_999)) < 1_000
+    assert len(program_regex(99_999, ordered=False)) < 1_000
+    # the ordered pairs grow as n log n: 1,200 lines (a 1,200-character window of empty lines) stays compilable
+    assert len(program_regex(1_200)) < 200_000
     # digit ranges, not an enumeration: size grows with the digit count, not the value
     assert len(int_range_regex(1, 9_999_999)) < len(int_range_regex(1, 137)) * 3
 
@@ -101,6 +103,33 @@ def test_program_regex_accepts_valid_programs(program, n_lines):
 )
 def test_program_regex_rejects_invalid_or_out_of_range(program, n_lines):
     assert not _matches(program, n_lines)
+
+
+@pytest.mark.parametrize("n_lines", [1, 2, 9, 10, 11, 23, 100, 137])
+def test_ordered_pairs_are_exactly_the_non_inverted_ranges_of_the_chunk(n_lines):
+    pattern = re.compile(ordered_pair_regex(n_lines))
+    top = min(n_lines, 40) + 2
+    for a in [*range(0, top), n_lines, n_lines + 1]:
+        for b in [*range(0, top), n_lines, n_lines + 1]:
+            expected = 1 <= a <= b <= n_lines
+            assert (pattern.fullmatch(f"{a}, {b}") is not None) == expected, (a, b)
+
+
+def test_program_regex_rejects_inverted_ranges_unless_unordered():
+    assert not _matches("remove_lines(3, 2)", 5)
+    assert not _matches("remove_lines(1, 1)\nremove_lines(12, 9)", 13)
+    assert re.fullmatch(program_regex(5, ordered=False), "remove_lines(3, 2)")
+    assert _matches("remove_lines(2, 2)\nremove_lines(9, 12)", 13)
+
+
+def test_program_regex_bounds_string_length():
+    regex = program_regex(3, max_str_chars=4)
+    assert re.fullmatch(regex, 'remove_str(1, "abcd")')
+    assert re.fullmatch(regex, 'remove_str(1, "\\"\\t\\x07d")')  # an escape counts as one character
+    assert not re.fullmatch(regex, 'remove_str(1, "abcde")')
+    assert re.fullmatch(program_regex(3), 'remove_str(1, "' + "a" * 500 + '")')
+    with pytest.raises(ValueError):
+        program_regex(3, max_str_chars=0)
 
 
 def test_program_regex_bounds_calls():

@@ -216,6 +216,118 @@ class _Scores:
             gen.extra[FIRST_TOP_LOGPROBS] = top
 
 
+XGRAMMAR_HINT = "pip install xgrammar (it comes with refinex-datatrove[train])"
+
+
+def import_xgrammar() -> Any:
+    """Import ``xgrammar`` (the grammar engine vLLM uses), for guided decoding on this backend.
+
+    Raises:
+        ImportError: xgrammar is not installed; the message says how to install it.
+    """
+    try:
+        import xgrammar
+    except ImportError as exc:
+        raise ImportError(
+            f"guided decoding (guided_regex) on the transformers backend needs xgrammar: {XGRAMMAR_HINT}"
+        ) from exc
+    return xgrammar
+
+
+class GrammarCache:
+    """Compiled xgrammar grammars for one tokenizer, one per regex (the program regex of a chunk depends only on
+    its line count, so in effect one per ``n_lines``), built on first use and kept (least recently used first
+    out beyond ``max_size``).
+
+    Args:
+        tokenizer: the backend's Hugging Face tokenizer.
+        vocab_size: the model's logits width (may exceed the tokenizer's vocabulary: padding rows).
+        stop_token_ids: the tokens that end a generation; a grammar allows them only once the text is complete.
+        max_size: grammars kept.
+    """
+
+    def __init__(self, tokenizer: Any, vocab_size: int, stop_token_ids: list[int], max_size: int = 512) -> None:
+        xgr = import_xgrammar()
+        self.info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size, stop_token_ids=stop_token_ids)
+        self.vocab_size = vocab_size
+        self.compiler = xgr.GrammarCompiler(self.info, max_threads=1, cache_enabled=False)
+        self.max_size = max_size
+        self._grammars: dict[str, Any] = {}
+        self.compiled = 0
+
+    def get(self, regex: str) -> Any:
+        """The compiled grammar of ``regex`` (compiled now if it is not cached)."""
+        grammar = self._grammars.pop(regex, None)
+        if grammar is None:
+            grammar = self.compiler.compile_regex(regex)
+            self.compiled += 1
+            while len(self._grammars) >= self.max_size:
+                self._grammars.pop(next(iter(self._grammars)))
+        self._grammars[regex] = grammar  # most recently used last
+        return grammar
+
+
+def grammar_logits_processor(grammars: list[Any], prompt_width: int) -> Any:
+    """A ``transformers`` logits processor that keeps each row of a batch inside its own compiled grammar.
+
+    Unlike ``xgrammar.contrib.hf.LogitsProcessor`` (one ``generate`` call, a fixed batch), it serves a batch
+    decoded in rounds (:meth:`TransformersBackend._generate_rounds`): every row keeps one ``GrammarMatcher``
+    for the whole batch, each call feeds it the row's tokens after ``prompt_width`` (the left-padded prompt)
+    that it has not seen yet, and :meth:`select` follows the rows that stay when finished rows leave the batch.
+    Rows whose grammar is ``None`` are not constrained; a row whose matcher has ended (it accepted a stop token)
+    is left alone (``generate`` pads it).
+
+    Args:
+        grammars: one compiled grammar (or ``None``) per row of the batch, in row order.
+        prompt_width: columns of the padded prompt (the generated tokens start there).
+    """
+    import torch
+    import transformers
+
+    xgr = import_xgrammar()
+
+    class _GrammarProcessor(transformers.LogitsProcessor):
+        def __init__(self) -> None:
+            self.matchers = [xgr.GrammarMatcher(g) if g is not None else None for g in grammars]
+            self.seen = [0] * len(grammars)
+            self.rows = list(range(len(grammars)))  # the batch row of each current input row
+            vocab = next(g for g in grammars if g is not None).tokenizer_info.vocab_size
+            self.bitmask = xgr.allocate_token_bitmask(len(grammars), vocab)
+
+        def select(self, keep: list[int]) -> None:
+            """The current rows ``keep`` (indices into the current rows) stay; the others left the batch."""
+            self.rows = [self.rows[j] for j in keep]
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            if input_ids.shape[0] != len(self.rows):
+                raise RuntimeError(f"grammar processor follows {len(self.rows)} rows, got {input_ids.shape[0]}")
+            constrained = []
+            generated = input_ids[:, prompt_width:].tolist()
+            for j, r in enumerate(self.rows):
+                matcher = self.matchers[r]
+                if matcher is None:
+                    continue
+                for token in generated[j][self.seen[r] :]:
+                    if matcher.is_terminated():
+                        break
+                    if not matcher.accept_token(token):
+                        raise RuntimeError(f"row {r}: token {token} lies outside its grammar")
+                self.seen[r] = len(generated[j])
+                if not matcher.is_terminated():
+                    matcher.fill_next_token_bitmask(self.bitmask, j)
+                    constrained.append(j)
+            if constrained:
+                if scores.device.type == "cpu" and scores.dtype == torch.float32:
+                    xgr.apply_token_bitmask_inplace(scores, self.bitmask[: scores.shape[0]], indices=constrained)
+                else:  # the CPU kernel takes float32 on the CPU only
+                    masked = scores.float().cpu()
+                    xgr.apply_token_bitmask_inplace(masked, self.bitmask[: scores.shape[0]], indices=constrained)
+                    scores = masked.to(scores.device, scores.dtype)
+            return scores
+
+    return _GrammarProcessor()
+
+
 class TransformersBackend:
     """Batched generation with ``transformers`` (left padding, greedy or sampled, stop strings).
 
@@ -233,8 +345,10 @@ class TransformersBackend:
     raw ``logits``, turned into log-probabilities round by round): ``extra["token_logprobs"]`` and
     ``extra["first_top_logprobs"]`` (see :class:`~refinex_datatrove.llm.base.GenerationParams`).
 
-    There is no regex-constrained decoding here: ``guided_regex`` is ignored (a warning is logged once and
-    the generation carries ``extra["guided_regex_ignored"] = True``).
+    Guided decoding: a request whose ``guided_regex`` (or the params') is set decodes inside that regex with
+    xgrammar (the grammar engine of vLLM; :func:`grammar_logits_processor`): its text is a complete match
+    unless its token bound cuts it. Grammars are compiled once per regex (:class:`GrammarCache`); rows with
+    different regexes, or none, share a batch. Needs ``xgrammar`` (:func:`import_xgrammar`).
 
     Sampling with ``seed`` reseeds torch's RNG (restored afterwards) before each batch: results are
     reproducible for the same requests and ``batch_size``, not per request across different batches.
@@ -297,7 +411,7 @@ class TransformersBackend:
         self._eos_ids: set[int] = set()
         self._pad_id: int = 0
         self._max_positions: int | None = None
-        self._warned_guided = False
+        self._grammars: GrammarCache | None = None
         self._load_lock = threading.Lock()
 
     # -- pickling: the loaded model never travels -------------------------------------------------------
@@ -305,6 +419,7 @@ class TransformersBackend:
         state = self.__dict__.copy()
         state["_model"] = None
         state["_tokenizer"] = None
+        state["_grammars"] = None
         del state["_load_lock"]
         return state
 
@@ -412,6 +527,14 @@ class TransformersBackend:
             raise ValueError(f"prompt has {len(ids)} tokens, the model accepts at most {self._max_positions - 1}")
         return list(ids)
 
+    def grammar_cache(self) -> GrammarCache:
+        """The compiled grammars of this backend's tokenizer (loads the model first; needs xgrammar)."""
+        self._load()
+        if self._grammars is None:
+            vocab = self._model.get_output_embeddings().weight.shape[0]
+            self._grammars = GrammarCache(self._tokenizer, vocab, sorted(self._eos_ids))
+        return self._grammars
+
     def _generation_kwargs(self, params: GenerationParams, max_new_tokens: int) -> dict[str, Any]:
         kw: dict[str, Any] = {
             "max_new_tokens": max_new_tokens,
@@ -450,11 +573,34 @@ class TransformersBackend:
             for r, top in zip(rows, top_logprobs(out.logits[0], params.logprobs, decode), strict=True):
                 scores.first_top[r] = top
 
+    def _guide(self, kwargs: dict[str, Any], params: GenerationParams, grammars: list[Any], width: int) -> Any:
+        """Add the grammar processor to ``generate``'s ``kwargs``; returns it. When sampling, temperature, top-k
+        and top-p run after the grammar mask (``generate`` would run its own before it, and top-k/top-p could
+        then leave a row no allowed token)."""
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+        processor = grammar_logits_processor(grammars, width)
+        chain = [processor]
+        if kwargs.get("do_sample"):
+            chain.append(TemperatureLogitsWarper(params.temperature))
+            if params.top_k > 0:
+                chain.append(TopKLogitsWarper(params.top_k))
+            if params.top_p < 1.0:
+                chain.append(TopPLogitsWarper(params.top_p))
+            kwargs.update(temperature=1.0, top_k=0, top_p=1.0)
+        kwargs["logits_processor"] = LogitsProcessorList(chain)
+        return processor
+
     def _generate_batch(
-        self, batch: list[list[int]], params: GenerationParams, bounds: list[int] | None = None
+        self,
+        batch: list[list[int]],
+        params: GenerationParams,
+        bounds: list[int] | None = None,
+        grammars: list[Any] | None = None,
     ) -> list[Generation]:
         """Generate one batch (left padded); ``bounds`` are the rows' own token bounds (default
-        ``params.max_tokens``). Decodes in rounds when ``decode_round`` is set (see the class docstring)."""
+        ``params.max_tokens``), ``grammars`` the rows' compiled grammars (``None``: unconstrained). Decodes in
+        rounds when ``decode_round`` is set (see the class docstring)."""
         import torch
 
         model = self._model
@@ -469,6 +615,9 @@ class TransformersBackend:
             limit = min(limit, self._max_positions - width)
         row_max = [min(b, limit) for b in bounds] if bounds is not None else [limit] * len(batch)
         kwargs = self._generation_kwargs(params, max(row_max))
+        processor = None
+        if grammars is not None and any(g is not None for g in grammars):
+            processor = self._guide(kwargs, params, grammars, width)
         device = model.device
         seeded = params.seed is not None and params.temperature > 0
         rng: Any = contextlib.nullcontext()
@@ -489,7 +638,15 @@ class TransformersBackend:
                 self._record_logprobs(out, sequences[:, width:], list(range(len(batch))), True, params, scores)
             else:
                 self._generate_rounds(
-                    batch, input_ids.to(device), attention.to(device), row_max, params, kwargs, tokens, scores
+                    batch,
+                    input_ids.to(device),
+                    attention.to(device),
+                    row_max,
+                    params,
+                    kwargs,
+                    tokens,
+                    scores,
+                    processor,
                 )
         generations = [
             self._to_generation(len(ids), gen[:bound], params, bound)
@@ -520,9 +677,11 @@ class TransformersBackend:
         kwargs: dict[str, Any],
         tokens: list[list[int]],
         scores: _Scores | None = None,
+        processor: Any = None,
     ) -> None:
         """Decode in rounds, dropping finished rows (and their KV cache rows) between rounds; fills ``tokens``
-        (and ``scores`` when ``params.logprobs`` is set)."""
+        (and ``scores`` when ``params.logprobs`` is set). ``processor`` (:func:`grammar_logits_processor`) is told
+        which rows stay."""
         import torch
 
         model = self._model
@@ -559,6 +718,8 @@ class TransformersBackend:
                 cache.batch_select_indices(index)
                 input_ids, attention = input_ids[index], attention[index]
                 active = [active[j] for j in keep]
+                if processor is not None:
+                    processor.select(keep)
             step *= 2
 
     def _to_generation(self, n_prompt: int, tokens: list[int], params: GenerationParams, max_new: int) -> Generation:
@@ -594,6 +755,7 @@ class TransformersBackend:
         Raises:
             OSError, ValueError: the model or tokenizer cannot be loaded (a configuration error, not a
                 per-request failure).
+            ImportError: a request asks for guided decoding and xgrammar is not installed.
         """
         if not requests:
             return []
@@ -610,28 +772,29 @@ class TransformersBackend:
                 results[i] = error_generation(exc)
         # longest first: similar lengths share a batch (less padding) and memory errors surface early
         encoded.sort(key=lambda item: len(item[1]), reverse=True)
-        guided = {i for i, r in enumerate(requests) if (r.guided_regex or params.guided_regex) is not None}
-        if guided and not self._warned_guided:
-            from datatrove.utils.logging import logger
-
-            logger.warning(
-                "TransformersBackend has no regex-constrained decoding: guided_regex is ignored "
-                "(use the vllm or endpoint backend for structured outputs)"
-            )
-            self._warned_guided = True
+        regexes = [r.guided_regex if r.guided_regex is not None else params.guided_regex for r in requests]
+        grammars: list[Any] = [None] * len(requests)
+        if any(regex is not None for regex in regexes):
+            cache = self.grammar_cache()  # ImportError without xgrammar: a configuration error
+            for i, regex in enumerate(regexes):
+                if regex is not None and results[i] is None:
+                    try:
+                        grammars[i] = cache.get(regex)
+                    except Exception as exc:  # a regex xgrammar cannot compile fails its own request only
+                        results[i] = error_generation(f"guided_regex does not compile: {exc}")
+            encoded = [(i, ids) for i, ids in encoded if results[i] is None]
         start = 0
         for size in length_batches([len(ids) for _, ids in encoded], self.batch_size, self.max_padding):
             chunk = encoded[start : start + size]
             start += size
             try:
-                generations = self._generate_batch([ids for _, ids in chunk], params, [bounds[i] for i, _ in chunk])
+                generations = self._generate_batch(
+                    [ids for _, ids in chunk], params, [bounds[i] for i, _ in chunk], [grammars[i] for i, _ in chunk]
+                )
             except Exception as exc:
                 generations = [error_generation(exc) for _ in chunk]
             for (i, _), generation in zip(chunk, generations, strict=True):
                 results[i] = generation
-        for i in guided:
-            if results[i] is not None:
-                results[i].extra["guided_regex_ignored"] = True
         return [r if r is not None else error_generation("internal: request was not processed") for r in results]
 
     def close(self) -> None:

@@ -124,6 +124,7 @@ def build_requests(
     guided: bool = False,
     max_calls: int | None = DEFAULT_MAX_CALLS,
     max_tokens: int | None = None,
+    max_str_chars: int | None = None,
 ) -> list[Request]:
     """One raw-prompt request per chunk that :func:`needs_request`, in chunk order.
 
@@ -133,6 +134,7 @@ def build_requests(
         guided: attach :func:`program_regex` for the chunk's line count to each request (grammar-constrained
             decoding on backends that support it).
         max_calls: the grammar's bound on calls per program (``None``: unbounded).
+        max_str_chars: the grammar's bound on a ``remove_str`` string's characters (``None``: unbounded).
         max_tokens: when set, each request carries :func:`chunk_max_tokens` of its chunk (at most
             ``max_tokens``) as its own ``Request.max_tokens``.
 
@@ -143,7 +145,9 @@ def build_requests(
     return [
         Request(
             prompt=chunk_prompt(lines, chunk),
-            guided_regex=program_regex(chunk.n_lines, max_calls=max_calls) if guided else None,
+            guided_regex=program_regex(chunk.n_lines, max_calls=max_calls, max_str_chars=max_str_chars)
+            if guided
+            else None,
             max_tokens=chunk_max_tokens(chunk.n_lines, max_tokens) if max_tokens is not None else None,
         )
         for chunk in chunks

@@ -281,9 +281,12 @@ class RefineModelAnnotator(PipelineStep):
         bound_by_lines: also bound each chunk's program by its line count
             (:func:`~refinex_datatrove.refine_model.requests.chunk_max_tokens`; honoured by the transformers backend and the
             ``InferenceRunner`` rollout).
-        guided: constrain decoding to the program grammar with line numbers within the chunk (backends that
-            support it: vLLM, vLLM-served endpoints; transformers ignores it).
+        guided: constrain decoding to the program grammar with line numbers within the chunk and no inverted
+            range (:func:`~refinex_datatrove.refine_model.grammar.program_regex`): vLLM's structured outputs,
+            vLLM-served endpoints, xgrammar on the transformers backend (needs the ``xgrammar`` package).
         max_calls: the grammar's bound on calls per program (``guided`` only); ``None`` for no bound.
+        max_str_chars: the grammar's bound on the characters of a ``remove_str`` string (``guided`` only);
+            ``None`` (default) for no bound.
         model_name: name recorded with the programs; default the model folder's name or the model id.
         progress_every: print a progress line to stderr every so many seconds (documents and chunks done,
             prompt tokens/s, ETA); ``None`` (default): none. ``refinex refine`` turns it on on a terminal.
@@ -321,6 +324,7 @@ class RefineModelAnnotator(PipelineStep):
         bound_by_lines: bool = True,
         guided: bool = False,
         max_calls: int | None = DEFAULT_MAX_CALLS,
+        max_str_chars: int | None = None,
         model_name: str | None = None,
         progress_every: float | None = None,
         expected_docs: int | None = None,
@@ -361,6 +365,7 @@ class RefineModelAnnotator(PipelineStep):
         self.workers = workers
         self.guided = guided
         self.max_calls = max_calls
+        self.max_str_chars = max_str_chars
         self.params = GenerationParams(
             max_tokens=max_new_tokens, temperature=0.0, logprobs=LOGPROBS if self.rule.active else None
         )
@@ -374,7 +379,10 @@ class RefineModelAnnotator(PipelineStep):
 
             kind = default_backend_kind()
         # the backend's own packages, checked where it runs (a dry run or a Slurm launch needs none of them)
-        check_required_dependencies(f"{type(self).__name__}(backend={kind!r})", BACKEND_DEPENDENCIES[kind])
+        needs = list(BACKEND_DEPENDENCIES[kind])
+        if self.guided and kind == "transformers":
+            needs.append("xgrammar")  # guided decoding on the transformers backend
+        check_required_dependencies(f"{type(self).__name__}(backend={kind!r}, guided={self.guided})", needs)
         kwargs = dict(self.backend_kwargs)
         if kind == "transformers" and self.workers > 1 and "num_threads" not in kwargs:
             from refinex_datatrove.llm.transformers_backend import default_num_threads
@@ -441,6 +449,7 @@ class RefineModelAnnotator(PipelineStep):
                         guided=self.guided,
                         max_calls=self.max_calls,
                         max_tokens=self.params.max_tokens if self.bound_by_lines else None,
+                        max_str_chars=self.max_str_chars,
                     )
                     plans.append((chunks, len(doc_requests)))
                     requests += doc_requests

@@ -325,15 +325,6 @@ def test_smollm2_gguf_answers() -> None:
     assert "Paris" in gen.text
 
 
-def test_guided_regex_is_flagged_as_ignored(backend: TransformersBackend) -> None:
-    requests = [Request(prompt="a b", guided_regex="keep_all\\(\\)"), Request(prompt="c d")]
-    gens = backend.generate(requests, GenerationParams(max_tokens=2))
-    assert gens[0].extra.get("guided_regex_ignored") is True
-    assert "guided_regex_ignored" not in gens[1].extra
-    gens = backend.generate(requests[1:], GenerationParams(max_tokens=2, guided_regex="x"))
-    assert gens[0].extra.get("guided_regex_ignored") is True
-
-
 # -- speed: decoding in rounds, per-request bounds, number type and threads -----------------------------------
 
 

@@ -400,3 +400,27 @@ def test_cli_defaults_dtype_threads_and_progress(tmp_path):
     assert tuned["backend_kwargs"]["dtype"] == "float32" and tuned["workers"] == 2
     assert tuned["progress_every"] == 5 and tuned["expected_docs"] == 4  # 7 documents over 2 tasks
     assert annotate("--progress", "5", "--limit", "2")["expected_docs"] == 2
+
+
+def test_cli_guided_is_the_default_on_the_transformers_backend(tmp_path, monkeypatch):
+    import argparse
+
+    import refinex_datatrove.llm as llm
+    from refinex_datatrove.cli.refine import add_parser as add_refine_parser, build_config
+
+    _write_jsonl(tmp_path / "in" / "a.jsonl", [_web_doc(0)])
+    parser = argparse.ArgumentParser()
+    add_refine_parser(parser.add_subparsers())
+
+    def guided(*flags):
+        args = parser.parse_args(["refine", str(tmp_path / "in"), str(tmp_path / "out"), *flags])
+        return build_config(args)["annotate"]["guided"]
+
+    assert guided("--backend", "transformers") is True
+    assert guided("--backend", "transformers", "--no-guided") is False
+    assert guided("--backend", "vllm") is False and guided("--backend", "vllm", "--guided") is True
+    assert guided("--backend", "endpoint", "--base-url", "http://127.0.0.1:9") is False
+    monkeypatch.setattr(llm, "default_backend_kind", lambda: "transformers")
+    assert guided() is True  # no --backend: follows the automatic choice
+    monkeypatch.setattr(llm, "default_backend_kind", lambda: "vllm")
+    assert guided() is False

@@ -271,6 +271,33 @@ def test_real_tiny_model_through_transformers(tiny_model_dir):
     _check_real_run(step, docs, originals, 12)
 
 
+def test_real_tiny_model_guided_writes_only_programs_of_its_chunks(tiny_model_dir):
+    from refinex_datatrove.program.executor import SkipReason, execute_document
+    from refinex_datatrove.refine_model.grammar import program_regex
+
+    docs = [make_doc(i, n_lines=n) for i, n in enumerate((2, 5, 9))]
+    originals = {d.id: d.text for d in docs}
+    step = RefineModelAnnotator(
+        model=tiny_model_dir, backend="transformers", backend_kwargs={"num_threads": 1}, window=120,
+        max_new_tokens=300, bound_by_lines=False, batch_size=3, guided=True, max_calls=3, max_str_chars=6,
+    )
+    out = run_step(step, [Document(text=d.text, id=d.id) for d in docs])
+    sizes = set()
+    for doc in out:
+        record = doc.metadata[META_KEY]["program"]
+        for chunk in record["chunks"]:
+            assert chunk["status"] == "ok", chunk  # complete: the grammar bounds the program's length
+            assert re.fullmatch(program_regex(chunk["n_lines"], max_calls=3, max_str_chars=6), chunk["program"])
+            sizes.add(chunk["n_lines"])
+        result = execute_document(doc.text, read_chunk_programs(doc.metadata[META_KEY]))
+        for reason in (SkipReason.INVALID_CALL, SkipReason.INVERTED_RANGE, SkipReason.LINE_OUT_OF_RANGE):
+            assert result.skipped.get(reason, 0) == 0, result.skipped
+    assert len(sizes) >= 3  # chunks of different line counts, hence different grammars, in one batch
+    assert step.stats[AnnotateStat.GEN_FAILED].total == 0
+    for doc in ProgramExecutor().run(iter(out)):
+        assert is_deletion_of(originals[doc.id], doc.text)
+
+
 def test_real_tiny_lora_adapter_from_refinex_json(tiny_model_dir, tmp_path):
     pytest.importorskip("peft")
     from peft import LoraConfig, get_peft_model
