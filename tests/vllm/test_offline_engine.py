@@ -249,6 +249,11 @@ def test_annotator_step_runs_on_vllm(lora_backend):
     assert [d.id for d in out] == [d["id"] for d in demo_docs(3)]
     stats = {k: v.total for k, v in step.stats.stats.items()}
     assert stats["docs_annotated"] == 3 and stats.get("gen_failed", 0) == 0 and stats["requests"] == 9
+    # the decision rule scores every drastic program with the engine's own logprobs: none goes unscored
+    assert stats.get("drastic_unscored", 0) == 0
     for d in out:
         chunks = d.metadata["refinex"]["program"]["chunks"]
-        assert chunks and all(c["status"] in ("ok", "truncated", "empty") for c in chunks)
+        assert chunks and all(c["status"] in ("ok", "truncated", "empty", "overruled") for c in chunks)
+        for c in chunks:
+            if c["status"] == "overruled":  # replaced by keep_all(), the model's program and its margin kept
+                assert c["program"] == "keep_all()" and c["overruled_program"] and c["margin"] is not None
