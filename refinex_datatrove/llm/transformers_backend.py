@@ -328,6 +328,16 @@ def grammar_logits_processor(grammars: list[Any], prompt_width: int) -> Any:
     return _GrammarProcessor()
 
 
+
+def _output_cache(out: Any) -> tuple[str, Any]:
+    """The KV cache of a ``generate`` output and the keyword that hands it back to ``generate``: ``cache`` in
+    transformers >= 5.2x, ``past_key_values`` before (5.16-5.19 are allowed by the pin)."""
+    cache = getattr(out, "cache", None)
+    if cache is not None:
+        return "cache", cache
+    return "past_key_values", out.past_key_values
+
+
 class TransformersBackend:
     """Batched generation with ``transformers`` (left padding, greedy or sampled, stop strings).
 
@@ -687,6 +697,7 @@ class TransformersBackend:
         model = self._model
         active = list(range(len(row_max)))
         cache = None
+        cache_key = "cache"
         done = 0
         step = self.decode_round or FIRST_DECODE_ROUND
         while active:
@@ -696,7 +707,7 @@ class TransformersBackend:
                 input_ids=input_ids,
                 attention_mask=attention,
                 return_dict_in_generate=True,
-                **({} if cache is None else {"cache": cache}),
+                **({} if cache is None else {cache_key: cache}),
                 **kwargs,
             )
             new = out.sequences[:, input_ids.shape[1] :]
@@ -710,7 +721,7 @@ class TransformersBackend:
                     keep.append(j)
             if not keep or new.shape[1] < n_new:
                 return  # generate stops early only when every row has finished
-            cache = out.cache
+            cache_key, cache = _output_cache(out)
             attention = torch.cat([attention, attention.new_ones((attention.shape[0], new.shape[1]))], dim=1)
             input_ids = out.sequences
             if len(keep) < len(active):
