@@ -40,7 +40,8 @@ from refinex_datatrove.llm.base import FIRST_TOP_LOGPROBS, TOKEN_LOGPROBS, Gener
 from refinex_datatrove.program import parse_program
 from refinex_datatrove.program.ops import RemoveLines
 
-KEEP_ALL_TEXT = "keep_all()"
+KEEP_ALL = "keep_all()"
+"""The program that keeps a chunk as it is (what an overruled chunk stores)."""
 
 DEFAULT_MIN_SHARE = 0.5
 """A program deleting at least this share of its chunk's non-blank lines is drastic (chosen on WCXB dev)."""
@@ -144,7 +145,7 @@ class Decision:
         return self.verdict in (Verdict.OVERRULED, Verdict.EMPTIES_DOCUMENT)
 
 
-def keep_all_first_logprob(first_top: Mapping[str, float], keep: str = KEEP_ALL_TEXT) -> float | None:
+def keep_all_first_logprob(first_top: Mapping[str, float], keep: str = KEEP_ALL) -> float | None:
     """``keep``'s first-token log-probability from the top first tokens (``{token text: logprob}``).
 
     The first token of ``keep`` is a non-empty prefix of it (leading whitespace aside); the largest such entry is
@@ -228,7 +229,7 @@ def decide(
         return Decision(program, Verdict.UNSCORED, share, None)
     if m >= rule.margin:
         return Decision(program, Verdict.CONFIDENT, share, m)
-    return Decision(KEEP_ALL_TEXT, Verdict.OVERRULED, share, m)
+    return Decision(KEEP_ALL, Verdict.OVERRULED, share, m)
 
 
 def empties_document(chunks: Sequence[tuple[str, Sequence[str]]]) -> bool:
@@ -243,7 +244,7 @@ __all__ = [
     "DEFAULT_MARGIN",
     "DEFAULT_MIN_SHARE",
     "DEFAULT_SCORE",
-    "KEEP_ALL_TEXT",
+    "KEEP_ALL",
     "RULE_OFF",
     "SCORES",
     "Decision",

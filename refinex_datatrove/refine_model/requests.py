@@ -23,7 +23,14 @@ from enum import StrEnum
 from refinex_datatrove.llm.base import Generation, Request
 from refinex_datatrove.program import Chunk, Unit, chunk_lines, parse_program, render_chunk, render_prompt, split_lines
 from refinex_datatrove.refine_model.card import DEFAULT_UNIT, DEFAULT_WINDOW
-from refinex_datatrove.refine_model.decision import DecisionRule, Verdict, decide, empties_document, likelihood_of
+from refinex_datatrove.refine_model.decision import (
+    KEEP_ALL,
+    DecisionRule,
+    Verdict,
+    decide,
+    empties_document,
+    likelihood_of,
+)
 from refinex_datatrove.refine_model.grammar import DEFAULT_MAX_CALLS, program_regex
 
 DEFAULT_MAX_NEW_TOKENS = 512
@@ -36,7 +43,6 @@ global ``max_new_tokens``): on the 15,391 label-derived programs of the WCXB pai
 longest needs ``6 * lines + 16`` SmolLM2 tokens. A model that keeps writing past that is looping, and on the
 CPU a long row keeps its whole batch decoding."""
 
-KEEP_ALL = "keep_all()"
 
 
 class ChunkStatus(StrEnum):
