@@ -32,7 +32,9 @@ class ForcedDecoding:
     """Forward hook that makes the model emit scripted tokens, chosen per row from that row's prompt.
 
     ``choose(prompt_ids) -> target ids``; at decoding step k the row's logits allow only ``target[k]``
-    (or, past the end of the target, the last target token again).
+    (or, past the end of the target, the last target token again). It reads the prompts from ``generate``'s
+    prefill, so the backend must decode each length batch alone (``decode_batch_size=None``): joined decode
+    batches prefill without ``generate`` (``test_joined_decode_batches_*`` cover them).
     """
 
     def __init__(self, model, choose: Callable[[list[int]], list[int]]) -> None:
@@ -53,6 +55,9 @@ class ForcedDecoding:
             self.prompts = [row[m.bool()].tolist() for row, m in zip(input_ids, mask, strict=True)]
             self.targets = [self.choose(p) for p in self.prompts]
             self.step = 0
+        if len(self.targets) != input_ids.shape[0]:
+            raise AssertionError(f"ForcedDecoding saw no prefill of these {input_ids.shape[0]} rows "
+                                 "(a backend with joined decode batches? pass decode_batch_size=None)")
         logits = output.logits
         logits[:, -1, :] = -1e9
         for row, target in enumerate(self.targets):
@@ -66,7 +71,7 @@ class ForcedDecoding:
 
 @pytest.fixture
 def backend(tiny_model_dir: str):
-    b = TransformersBackend(tiny_model_dir, batch_size=2, num_threads=1)
+    b = TransformersBackend(tiny_model_dir, batch_size=2, num_threads=1, decode_batch_size=None)
     yield b
     b.close()
 
@@ -386,7 +391,7 @@ def test_decoding_in_rounds_drops_finished_rows_and_gives_the_same_tokens(tiny_m
 
 
 def test_request_max_tokens_only_lowers_the_bound(tiny_model_dir: str) -> None:
-    backend = TransformersBackend(tiny_model_dir, batch_size=4)
+    backend = TransformersBackend(tiny_model_dir, batch_size=4, decode_batch_size=None)
     token = ids(backend.tokenizer, "x")
     forced = ForcedDecoding(backend.model, lambda prompt: token)  # never eos
     try:
@@ -450,3 +455,98 @@ def test_length_batches_bound_padding() -> None:
         assert len(rows) * rows[0] <= 1.1 * sum(rows)
         start += size
     assert length_batches([], 8) == []
+
+
+# -- joined decode batches, the output head's input, likelihoods without generate's logits --------------------
+
+
+def _joined_requests(tok) -> list[Request]:
+    one_token = next(w for w in ("a", "x", "the", "1") if len(ids(tok, w)) == 1)
+    texts = ["word " * (i % 7) + f"[1] line {i}\n[2] more {i}" for i in range(11)]
+    return [Request(prompt=one_token), *(Request(prompt=t, max_tokens=4 + i % 5) for i, t in enumerate(texts))]
+
+
+def test_joined_decode_batches_give_the_tokens_of_each_length_batch_alone(tiny_model_dir: str) -> None:
+    kw = {"batch_size": 2, "dtype": "float32", "num_threads": 1, "max_padding": 0.0, "decode_round": 2}
+    apart = TransformersBackend(tiny_model_dir, decode_batch_size=None, **kw)
+    joined = TransformersBackend(tiny_model_dir, decode_batch_size=64, **kw)
+    requests = _joined_requests(joined.tokenizer)[1:]  # every prompt has two tokens or more: they join
+    calls = {"apart": [], "joined": []}
+    for name, backend in (("apart", apart), ("joined", joined)):
+        original = backend.model.generate
+
+        def counting(*args, _original=original, _name=name, **kwargs):
+            calls[_name].append((kwargs["input_ids"].shape[0], "output_logits" in kwargs))
+            return _original(*args, **kwargs)
+
+        backend.model.generate = counting
+    params = GenerationParams(max_tokens=12, logprobs=3)
+    expected = apart.generate(requests, params)
+    got = joined.generate(requests, params)
+    assert _sig(got) == _sig(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert g.extra["token_logprobs"] == pytest.approx(e.extra["token_logprobs"], abs=1e-4)
+        assert g.extra["first_top_logprobs"].keys() == e.extra["first_top_logprobs"].keys()
+    # one decode batch of every row, where each length batch of 2 decoded alone before
+    assert calls["joined"][0][0] == len(requests) and max(n for n, _ in calls["apart"]) <= 2
+    assert len(calls["joined"]) < len(calls["apart"])
+    assert not any(logits for _, logits in calls["joined"] + calls["apart"])  # no generate keeps raw logits
+
+
+def test_a_one_token_prompt_decodes_its_length_batches_apart(tiny_model_dir: str) -> None:
+    kw = {"batch_size": 2, "dtype": "float32", "num_threads": 1, "max_padding": 0.0}
+    apart = TransformersBackend(tiny_model_dir, decode_batch_size=None, **kw)
+    joined = TransformersBackend(tiny_model_dir, **kw)
+    requests = _joined_requests(joined.tokenizer)
+    assert joined.decode_batch_size is not None and len(joined._encode(requests[0])) == 1
+    params = GenerationParams(max_tokens=6)
+    assert _sig(joined.generate(requests, params)) == _sig(apart.generate(requests, params))
+
+
+def test_a_failing_decode_batch_is_tried_again_one_length_batch_at_a_time(tiny_model_dir: str) -> None:
+    backend = TransformersBackend(tiny_model_dir, batch_size=1, num_threads=1)
+    marker_id = backend.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    original = backend.model.generate
+    widths = []
+
+    def flaky_generate(*args, **kwargs):
+        widths.append(kwargs["input_ids"].shape[0])
+        if (kwargs["input_ids"] == marker_id).any():
+            raise RuntimeError("boom")
+        return original(*args, **kwargs)
+
+    backend.model.generate = flaky_generate
+    requests = [REQUESTS[0], Request(prompt="bad <|endoftext|> request"), REQUESTS[1]]
+    gens = backend.generate(requests, GenerationParams(max_tokens=3))
+    assert widths[0] == 3  # the three length batches of one row first decoded together
+    assert [g.ok for g in gens] == [True, False, True] and gens[1].error == "RuntimeError: boom"
+
+
+def test_join_caches_left_pads_each_cache_to_one_width() -> None:
+    from transformers.cache_utils import DynamicCache
+
+    from refinex_datatrove.llm.transformers_backend import join_caches
+
+    a = DynamicCache(ddp_cache_data=[(torch.ones(2, 3, 4, 8), 2 * torch.ones(2, 3, 4, 8))] * 2)
+    b = DynamicCache(ddp_cache_data=[(3 * torch.ones(1, 3, 6, 8), 4 * torch.ones(1, 3, 6, 8))] * 2)
+    joined = join_caches([a, b], 6)
+    assert len(joined.layers) == 2 and joined.get_seq_length() == 6
+    keys, values = joined.layers[1].keys, joined.layers[1].values
+    assert keys.shape == values.shape == (3, 3, 6, 8)
+    assert torch.all(keys[:2, :, :2] == 0) and torch.all(keys[:2, :, 2:] == 1) and torch.all(values[2] == 4)
+    assert join_caches([a, object()], 6) is None
+    with pytest.raises(ValueError, match="more than the joined width"):
+        join_caches([a, b], 5)
+
+
+def test_the_output_head_gets_a_contiguous_input(tiny_model_dir: str) -> None:
+    backend = TransformersBackend(tiny_model_dir, batch_size=4, num_threads=1)
+    seen = []
+    handle = backend.model.get_output_embeddings().register_forward_hook(
+        lambda module, args, output: seen.append(args[0].is_contiguous())
+    )
+    try:
+        backend.generate(REQUESTS, GenerationParams(max_tokens=3))
+    finally:
+        handle.remove()
+    assert seen and all(seen)
