@@ -10,12 +10,19 @@ Settings:
 
 * ``before``: what ``refinex refine IN OUT`` ran before: float32, torch's default threads (every core), one
   fixed batches of 8 requests (28 % padding on the demo), one ``generate`` call per batch (it decodes until its
-  longest row ends), 512 tokens per program.
+  longest row ends), 512 tokens per program, no decision rule (so no likelihoods asked for), and the output head
+  as transformers calls it (its strided input made torch copy the head once per row at each prefill; the
+  backend now hands it a contiguous input).
 * ``demo-before``: the same with ``--max-new-tokens 128``, which ``make demo`` used to pass.
 * ``default``: ``refinex refine IN OUT`` now, with no flags (:func:`refinex_datatrove.cli.refine.build_config`):
-  bfloat16 where the CPU has it, the cores as torch threads with ``OMP_WAIT_POLICY=PASSIVE``, batches
-  closed at 10 % padding, decoding in rounds that drop finished rows, each chunk's program bounded by its line
-  count.
+  bfloat16 where the CPU has it, the cores as torch threads with ``OMP_WAIT_POLICY=PASSIVE``, length
+  batches of 8 closed at 10 % padding that prefill apart and then decode joined (up to 64 rows), in rounds that
+  drop finished rows, each chunk's program bounded by its line count, guided decoding, and the conservative
+  decision rule (it asks for the likelihoods, and changes the programs on purpose: compare its quality with
+  ``default-no-rule``).
+* ``default-no-rule``: the default with ``--overrule-margin off`` (the model's own programs: the quality to
+  compare with ``before``'s).
+* ``default-apart``: the default with each length batch decoded alone (``decode_batch_size=None``).
 * ``default-1t`` / ``default-2t``: the default with 1 or 2 torch threads forced (threads measured loaded/idle).
 * ``default-fp32``: the default in float32 (what bfloat16 alone brings, and its quality).
 * ``default-fixed8`` / ``default-one-generate``: the default with fixed batches of 8 (no padding bound) or
@@ -25,7 +32,8 @@ Settings:
 
 Prints per run: seconds, documents/s, prompt tokens/s; then per corpus and setting the median documents/s and
 tokens/s, the speed-up over ``before`` (median and min of the per-repetition ratios) and the deletion F1 /
-gold content kept (characters of the lines the labels keep) of each setting, and what the programs held:
+gold content kept (characters of the lines the labels keep) and documents lost (emptied or dropped while the
+labels keep a line) of each setting, and what the programs held:
 invalid calls, inverted or out-of-range ranges (the executor's ``skipped`` counts) and truncated chunks (a
 program cut by its token bound: a runaway generation).
 
@@ -52,7 +60,8 @@ DEMO = ROOT / "examples" / "data" / "demo_web.jsonl"
 DEV_PAIRS = str(ROOT.parent / "shared" / "data" / "wcxb-dev" / "pairs.jsonl.gz")
 
 BEFORE: dict[str, Any] = {
-    "annotate": {"batch_size": 16, "max_new_tokens": 512, "bound_by_lines": False},
+    "annotate": {"batch_size": 16, "max_new_tokens": 512, "bound_by_lines": False, "overrule_margin": None},
+    "head_copy": True,
     "backend": {"dtype": "float32", "decode_round": None, "max_padding": None, "batch_size": 8},
     "threads": "torch",  # torch's own default: every core
     "env": {},
@@ -61,6 +70,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "before": BEFORE,
     "demo-before": {**BEFORE, "annotate": {**BEFORE["annotate"], "max_new_tokens": 128}},
     "default": {"cli": True},
+    "default-no-rule": {"cli": True, "args": ["--overrule-margin", "off"]},
+    "default-apart": {"cli": True, "backend": {"decode_batch_size": None}},
     "default-1t": {"cli": True, "backend": {"num_threads": 1}},
     "default-2t": {"cli": True, "backend": {"num_threads": 2}},
     "default-fp32": {"cli": True, "backend": {"dtype": "float32"}},
@@ -140,6 +151,8 @@ def worker(name: str, corpus: str, dev_docs: int, pairs: str, demo_docs: int = 0
     t = time.perf_counter()
     backend._load()
     load_s = time.perf_counter() - t
+    if SETTINGS[name].get("head_copy"):  # the output head as it was called before (see "before")
+        backend.model.get_output_embeddings()._forward_pre_hooks.clear()
     counts = {"prompt": 0, "completion": 0, "requests": 0}
     generate = backend.generate
 
@@ -172,6 +185,8 @@ def worker(name: str, corpus: str, dev_docs: int, pairs: str, demo_docs: int = 0
         **counts,
         "del_f1": scores["del_f1"],
         "char_keep": scores["char_keep"],
+        "lost_docs": scores["lost_docs"],
+        "chunks_wiped": scores["chunks_wiped"],
         **calls,
         "dtype": getattr(backend, "resolved_dtype", None),
         "threads": torch.get_num_threads(),
@@ -246,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{corpus}: {first['docs']} documents, {first['bytes'] / 1000:.0f} KB "
               f"(mean {first['bytes'] / first['docs'] / 1000:.1f} KB), {first['requests']} chunks")
         print(f"  {'setting':>12} {'docs/s':>8} {'tok/s':>7} {'speed-up med':>12} {'min':>6} {'del F1':>7} "
-              f"{'kept %':>7} {'calls':>6} {'invalid':>7} {'inverted':>8} {'out-of-range':>12} {'truncated':>9}")
+              f"{'kept %':>7} {'lost':>5} {'calls':>6} {'invalid':>7} {'inverted':>8} {'out-of-range':>12} {'truncated':>9}")
         for name in names:
             rs = [r for r in mine if r["setting"] == name]
             ratios = [
@@ -259,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {name:>12} {statistics.median(r['docs_per_s'] for r in rs):8.3f} "
                 f"{statistics.median(r['prompt_tokens_per_s'] for r in rs):7.0f} "
                 f"{statistics.median(ratios):11.2f}x {min(ratios):5.2f}x "
-                f"{_pct(rs[0]['del_f1']):>7} {_pct(rs[0]['char_keep']):>7} {rs[0]['calls']:6d} "
+                f"{_pct(rs[0]['del_f1']):>7} {_pct(rs[0]['char_keep']):>7} {rs[0]['lost_docs']:5d} {rs[0]['calls']:6d} "
                 f"{rs[0]['invalid']:7d} {rs[0]['inverted']:8d} {rs[0]['out_of_range']:12d} {rs[0]['truncated']:9d}"
             )
     if args.json:
