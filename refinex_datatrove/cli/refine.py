@@ -216,7 +216,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "hardware, else float32; 'auto': the checkpoint's own)",
     )
     p.add_argument("--window", type=positive_int, default=None, help="chunk window (default: the model's)")
-    p.add_argument("--batch-size", type=positive_int, default=16, help="documents per generate() call")
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=64,
+        help="documents per generate() call: their chunks share joined decode batches (default: %(default)s)",
+    )
     p.add_argument(
         "--max-new-tokens",
         type=positive_int,
