@@ -31,8 +31,14 @@ programs (``keep_all()``, one ``remove_lines``) end within it; later rounds doub
 
 DEFAULT_DECODE_BATCH = 64
 """Rows that decode together (:class:`TransformersBackend`'s ``decode_batch_size``). On the CPU a decoding step
-costs about as much for 8 rows as for 1 (it reads every weight once), so rows prefilled in small, tightly padded
-length batches decode together: on 2 cores a step took ~0.1 s for 8 rows and ~0.2-0.4 s for 32."""
+reads every weight once whatever the rows, so rows prefilled in small, tightly padded length batches decode
+together: on 2 cores (SmolLM2-135M, bfloat16, 300-token prompts) a step took ~0.1 s for 1 row and for 8 rows, and
+~0.17-0.37 s for 32 rows."""
+
+DEFAULT_DECODE_TOKENS = 32768
+"""KV cache positions of one joined decode batch (rows x its longest prompt; ``decode_batch_tokens``): it bounds the
+memory joining adds (SmolLM2-135M keeps 23 KB per position in bfloat16, so 0.75 GB; a model with 24 layers of 32
+key/value heads would keep 6.4 GB) and the cache each decoding step reads and grows."""
 
 
 def length_batches(lengths: list[int], batch_size: int, max_padding: float | None = DEFAULT_MAX_PADDING) -> list[int]:
@@ -470,6 +476,8 @@ class TransformersBackend:
             prompt tokens (:func:`length_batches`); ``None``: always ``batch_size`` rows.
         decode_batch_size: rows decoded together when decoding in rounds (their length batches prefill apart,
             see above); ``None`` (or ``decode_round=None``) decodes each length batch alone.
+        decode_batch_tokens: at most this many KV cache positions (rows x longest prompt) in one joined decode
+            batch (a length batch alone may exceed it).
     """
 
     def __init__(
@@ -486,6 +494,7 @@ class TransformersBackend:
         decode_round: int | None = FIRST_DECODE_ROUND,
         max_padding: float | None = DEFAULT_MAX_PADDING,
         decode_batch_size: int | None = DEFAULT_DECODE_BATCH,
+        decode_batch_tokens: int = DEFAULT_DECODE_TOKENS,
     ) -> None:
         if dtype is not None and dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
@@ -499,6 +508,8 @@ class TransformersBackend:
             raise ValueError(f"max_padding must be >= 0, got {max_padding}")
         if decode_batch_size is not None and decode_batch_size < 1:
             raise ValueError(f"decode_batch_size must be >= 1, got {decode_batch_size}")
+        if decode_batch_tokens < 1:
+            raise ValueError(f"decode_batch_tokens must be >= 1, got {decode_batch_tokens}")
         self.model_name = str(model)
         self.dtype = dtype
         self.device = device
@@ -510,6 +521,7 @@ class TransformersBackend:
         self.decode_round = decode_round
         self.max_padding = max_padding
         self.decode_batch_size = decode_batch_size
+        self.decode_batch_tokens = decode_batch_tokens
         self._model: Any = None
         self._tokenizer: Any = None
         self._eos_ids: set[int] = set()
@@ -897,17 +909,22 @@ class TransformersBackend:
             reason = "stop"
         return Generation(text=text, finish_reason=reason, prompt_tokens=n_prompt, completion_tokens=len(tokens))
 
-    def _decode_groups(self, sizes: list[int]) -> list[list[int]]:
-        """Consecutive length batches (``sizes``) joined into decode batches of at most ``decode_batch_size`` rows;
-        one length batch each when decoding is not in rounds or joining is off."""
+    def _decode_groups(self, sizes: list[int], lengths: list[int]) -> list[list[int]]:
+        """Consecutive length batches (``sizes`` rows of the prompts of ``lengths``, longest first) joined into
+        decode batches of at most ``decode_batch_size`` rows and ``decode_batch_tokens`` cache positions (rows x
+        their longest prompt); one length batch each when decoding is not in rounds or joining is off."""
         if self.decode_round is None or self.decode_batch_size is None:
             return [[size] for size in sizes]
         groups: list[list[int]] = []
+        start = rows = width = 0
         for size in sizes:
-            if groups and sum(groups[-1]) + size <= self.decode_batch_size:
+            if groups and rows + size <= self.decode_batch_size and (rows + size) * width <= self.decode_batch_tokens:
                 groups[-1].append(size)
+                rows += size
             else:
                 groups.append([size])
+                rows, width = size, lengths[start]  # the longest prompt of the new decode batch
+            start += size
         return groups
 
     def generate(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
@@ -952,8 +969,8 @@ class TransformersBackend:
                         results[i] = error_generation(f"guided_regex does not compile: {exc}")
             encoded = [(i, ids) for i, ids in encoded if results[i] is None]
         start = 0
-        for sizes in self._decode_groups(length_batches([len(ids) for _, ids in encoded], self.batch_size,
-                                                        self.max_padding)):
+        lengths = [len(ids) for _, ids in encoded]
+        for sizes in self._decode_groups(length_batches(lengths, self.batch_size, self.max_padding), lengths):
             chunk = encoded[start : start + sum(sizes)]
             start += sum(sizes)
             try:

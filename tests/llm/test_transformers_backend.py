@@ -550,3 +550,18 @@ def test_the_output_head_gets_a_contiguous_input(tiny_model_dir: str) -> None:
     finally:
         handle.remove()
     assert seen and all(seen)
+
+
+def test_decode_batches_are_bounded_by_rows_and_cache_positions(tiny_model_dir: str) -> None:
+    backend = TransformersBackend(tiny_model_dir, decode_batch_size=6, decode_batch_tokens=500)
+    lengths = [100] * 4 + [60] * 8 + [10] * 4  # longest first
+    # rows: at most 6; positions: rows x the longest prompt of the decode batch <= 500 (a length batch alone may
+    # exceed it)
+    assert backend._decode_groups([2, 2, 2, 2, 2, 2, 2, 2], lengths) == [[2, 2], [2, 2, 2], [2, 2, 2]]
+    assert backend._decode_groups([8], [100] * 8) == [[8]]
+    assert TransformersBackend(tiny_model_dir, decode_batch_size=None)._decode_groups([2, 2], [5] * 4) == [[2], [2]]
+    assert TransformersBackend(tiny_model_dir, decode_round=None)._decode_groups([2, 2], [5] * 4) == [[2], [2]]
+    with pytest.raises(ValueError, match="decode_batch_tokens"):
+        TransformersBackend(tiny_model_dir, decode_batch_tokens=0)
+    with pytest.raises(ValueError, match="decode_batch_size"):
+        TransformersBackend(tiny_model_dir, decode_batch_size=0)
