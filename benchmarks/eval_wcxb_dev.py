@@ -1,6 +1,7 @@
 """Line-deletion scores of a refine model on the WCXB dev split (ids divisible by 10), with baselines.
 
     python benchmarks/eval_wcxb_dev.py --model default --pairs /path/to/wcxb-dev/pairs.jsonl.gz --docs 40
+    python benchmarks/eval_wcxb_dev.py --pairs ... --window 2400 --guided  # another chunk size, guided decoding
 
 Runs the pipeline's own steps (RefineModelAnnotator on the transformers backend, then ProgramExecutor) on a
 seeded sample of dev documents and scores them with ``refinex_datatrove.eval.metrics`` next to keep-all,
@@ -27,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=512,
                         help="bound per program, as refinex refine (each chunk also bounded by its line count)")
+    parser.add_argument("--window", type=int, default=None,
+                        help="chunk size in the model's unit (default: the model's own, refinex.json)")
+    parser.add_argument("--guided", action="store_true", help="decode inside each chunk's program grammar")
     parser.add_argument("--json", help="write the full result (with per-doc counts) here")
     parser.add_argument("--programs-out", help="write the annotated documents (chunk programs) here, as JSON Lines")
     args = parser.parse_args(argv)
@@ -47,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
         programs_out=args.programs_out,
+        window=args.window,
+        guided=args.guided,
     )
     print(format_table(result))
     print(f"wall time {time.time() - t0:.0f} s")

@@ -21,9 +21,13 @@ def annotate_pairs(
     backend_kwargs: dict[str, Any] | None = None,
     batch_size: int = 8,
     max_new_tokens: int = 128,
+    window: int | None = None,
+    guided: bool = False,
 ) -> list[Any]:
     """Write chunk programs for the ``noisy`` text of ``pairs`` with a refine model (``RefineModelAnnotator`` on
-    the transformers backend). Returns the annotated datatrove ``Document`` objects, text unchanged."""
+    the transformers backend; ``window``: chunk size in the model's unit, default the model's own; ``guided``:
+    decode inside each chunk's program grammar). Returns the annotated datatrove ``Document`` objects, text
+    unchanged."""
     from datatrove.data import Document
 
     from refinex_datatrove.steps.annotate import RefineModelAnnotator
@@ -35,6 +39,8 @@ def annotate_pairs(
         backend_kwargs=backend_kwargs,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
+        window=window,
+        guided=guided,
     )
     return list(annotate.run(iter(docs)))
 
@@ -60,6 +66,8 @@ def evaluate_on_dev(
     batch_size: int = 8,
     max_new_tokens: int = 128,
     programs_out: str | os.PathLike[str] | None = None,
+    window: int | None = None,
+    guided: bool = False,
 ) -> Any:
     """Line-deletion scores of a refine model on a dev-split sample, next to the keep-all, C4-lines and gold
     baselines on the same documents (:func:`refinex_datatrove.eval.metrics.evaluate`).
@@ -67,6 +75,9 @@ def evaluate_on_dev(
     Args:
         programs_out: also write the annotated documents there (JSON Lines: ``id``, ``text``, ``metadata``
             with the chunk programs), to inspect them or re-execute them without the model.
+        window: chunk size in the model's unit (default: the model's own, ``refinex.json``); ``chunks_wiped`` is
+            counted over the same chunks.
+        guided: decode inside each chunk's program grammar (as ``refinex refine`` does by default on the CPU).
 
     Returns:
         The :class:`~refinex_datatrove.eval.metrics.EvalResult` (``format_table`` prints it).
@@ -75,7 +86,13 @@ def evaluate_on_dev(
 
     pairs = sample_dev_pairs(pairs_path, n_docs, seed)
     docs = annotate_pairs(
-        pairs, model, backend_kwargs=backend_kwargs, batch_size=batch_size, max_new_tokens=max_new_tokens
+        pairs,
+        model,
+        backend_kwargs=backend_kwargs,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        window=window,
+        guided=guided,
     )
     if programs_out is not None:
         import orjson
@@ -85,7 +102,8 @@ def evaluate_on_dev(
                 f.write(orjson.dumps({"id": d.id, "text": d.text, "metadata": d.metadata}) + b"\n")
     from refinex_datatrove.refine_model.card import model_chunking, resolve_model
 
-    window, unit = model_chunking(resolve_model(model))
+    model_window, unit = model_chunking(resolve_model(model))
+    window = window or model_window
     gold = load_gold(pairs, group_key="page_type")
     return evaluate(execute_annotated(docs), gold, name=Path(str(model)).name or "model", window=window, unit=unit)
 

@@ -441,8 +441,8 @@ class TransformersBackend:
     Decoding in rounds, the length batches join into decode batches of up to ``decode_batch_size`` rows: each
     length batch computes the KV cache of its prompts but their last tokens in one forward pass (its own width,
     so prefill pays only its own padding), the caches are left-padded to one width and joined
-    (:func:`join_caches`), and the joined rows decode together; a decoding step on the CPU costs nearly as much
-    for 8 rows as for 64. Position ids follow each row's own mask, as in ``generate``, so the tokens are those of
+    (:func:`join_caches`), and the joined rows decode together (a decoding step reads every weight once whatever
+    its rows, so it costs far less per row in a larger batch). Position ids follow each row's own mask, as in ``generate``, so the tokens are those of
     each length batch decoded alone (up to the rounding of a different batch shape).
 
     With ``GenerationParams.logprobs`` set, each generation carries the model's likelihoods, recorded step by

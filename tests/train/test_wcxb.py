@@ -137,3 +137,23 @@ def test_evaluate_on_dev_scores_a_real_model_and_saves_its_programs(tmp_path: Pa
     window, unit = model_chunking(resolve_model(model))  # the wiped-chunks figure chunks as the model does
     again = evaluate(refined, load_gold(sample, group_key="page_type"), name="tiny", window=window, unit=unit)
     assert again.methods["tiny"].corpus == result.methods["tiny"].corpus
+
+
+def test_dev_evaluation_chunks_at_the_window_it_is_given(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from refinex_datatrove.eval.dev import annotate_pairs, evaluate_on_dev
+    from tests.tiny_model import build_tiny_model
+
+    torch.set_num_threads(1)
+    model = build_tiny_model(tmp_path / "tiny")
+    sample = sample_dev_pairs(_pairs_file(tmp_path), n_docs=None)
+
+    def chunks(docs) -> int:
+        return sum(len(d.metadata["refinex"]["program"]["chunks"]) for d in docs)
+
+    own = annotate_pairs(sample, model, max_new_tokens=2, batch_size=3)
+    small = annotate_pairs(sample, model, max_new_tokens=2, batch_size=3, window=20)
+    assert chunks(small) > chunks(own)
+    # the wiped-chunks figure counts over the chunks the model was given
+    scored = [evaluate_on_dev(_pairs_file(tmp_path), model, n_docs=None, max_new_tokens=2, window=w) for w in (None, 20)]
+    assert scored[1].methods["tiny"].corpus["totals"]["chunks"] > scored[0].methods["tiny"].corpus["totals"]["chunks"]
