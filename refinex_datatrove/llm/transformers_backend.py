@@ -369,7 +369,6 @@ def grammar_logits_processor(grammars: list[Any], prompt_width: int) -> Any:
     return _GrammarProcessor()
 
 
-
 def _output_cache(out: Any) -> tuple[str, Any]:
     """The KV cache of a ``generate`` output and the keyword that hands it back to ``generate``: ``cache`` in
     transformers >= 5.2x, ``past_key_values`` before (5.16-5.19 are allowed by the pin)."""
@@ -708,12 +707,22 @@ class TransformersBackend:
         kwargs["logits_processor"] = LogitsProcessorList(chain)
         return processors
 
+    def _left_padded(self, rows: list[list[int]]) -> tuple[Any, Any]:
+        """``(input_ids, attention_mask)`` of ``rows`` left-padded to the longest (on the CPU)."""
+        import torch
+
+        width = max(len(ids) for ids in rows)
+        input_ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, ids in enumerate(rows):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention[row, width - len(ids) :] = 1
+        return input_ids, attention
+
     def _prefill(self, batch: list[list[int]], sizes: list[int], width: int) -> Any | None:
         """The KV cache of every prompt of ``batch`` but its last token, computed in length batches of ``sizes``
         rows (in order; each as wide as its own longest prompt) and joined left-padded to ``width - 1`` positions
         (:func:`join_caches`); ``None`` when this model's cache cannot be joined, or a prompt has one token."""
-        import torch
-
         if min(len(ids) for ids in batch) < 2:
             return None
         model = self._model
@@ -721,14 +730,8 @@ class TransformersBackend:
         caches = []
         start = 0
         for size in sizes:
-            rows = [ids[:-1] for ids in batch[start : start + size]]
+            input_ids, attention = self._left_padded([ids[:-1] for ids in batch[start : start + size]])
             start += size
-            w = max(len(ids) for ids in rows)
-            input_ids = torch.full((len(rows), w), self._pad_id, dtype=torch.long)
-            attention = torch.zeros((len(rows), w), dtype=torch.long)
-            for row, ids in enumerate(rows):
-                input_ids[row, w - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-                attention[row, w - len(ids) :] = 1
             positions = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 0)  # as generate computes them
             out = model(
                 input_ids=input_ids.to(model.device),
@@ -758,12 +761,8 @@ class TransformersBackend:
         import torch
 
         model = self._model
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, ids in enumerate(batch):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention[row, width - len(ids) :] = 1
+        input_ids, attention = self._left_padded(batch)
+        width = input_ids.shape[1]
         limit = params.max_tokens
         if self._max_positions is not None:
             limit = min(limit, self._max_positions - width)
@@ -794,7 +793,15 @@ class TransformersBackend:
                     if cache is None:  # a cache that cannot be joined: each length batch decodes alone
                         return self._generate_apart(batch, params, row_max, grammars, sizes)
                 self._generate_rounds(
-                    batch, input_ids.to(device), attention.to(device), row_max, params, kwargs, tokens, processors, cache
+                    batch,
+                    input_ids.to(device),
+                    attention.to(device),
+                    row_max,
+                    params,
+                    kwargs,
+                    tokens,
+                    processors,
+                    cache,
                 )
         generations = [
             self._to_generation(len(ids), gen[:bound], params, bound)
@@ -818,7 +825,9 @@ class TransformersBackend:
         for size in sizes:
             part = slice(start, start + size)
             start += size
-            out += self._generate_batch(batch[part], params, bounds[part], None if grammars is None else grammars[part])
+            out += self._generate_batch(
+                batch[part], params, bounds[part], None if grammars is None else grammars[part]
+            )
         return out
 
     def _finished(self, prompt: list[int], tokens: list[int], params: GenerationParams) -> bool:
@@ -909,6 +918,29 @@ class TransformersBackend:
             reason = "stop"
         return Generation(text=text, finish_reason=reason, prompt_tokens=n_prompt, completion_tokens=len(tokens))
 
+    def _each_length_batch(
+        self,
+        chunk: list[tuple[int, list[int]]],
+        sizes: list[int],
+        params: GenerationParams,
+        bounds: list[int],
+        grammars: list[Any],
+    ) -> list[Generation]:
+        """Generate the ``(request index, prompt ids)`` of ``chunk`` one length batch (``sizes``) at a time; a batch
+        that raises fails its own requests only."""
+        generations: list[Generation] = []
+        start = 0
+        for size in sizes:
+            part = chunk[start : start + size]
+            start += size
+            try:
+                generations += self._generate_batch(
+                    [ids for _, ids in part], params, [bounds[i] for i, _ in part], [grammars[i] for i, _ in part]
+                )
+            except Exception as exc:
+                generations += [error_generation(exc) for _ in part]
+        return generations
+
     def _decode_groups(self, sizes: list[int], lengths: list[int]) -> list[list[int]]:
         """Consecutive length batches (``sizes`` rows of the prompts of ``lengths``, longest first) joined into
         decode batches of at most ``decode_batch_size`` rows and ``decode_batch_tokens`` cache positions (rows x
@@ -985,18 +1017,7 @@ class TransformersBackend:
                 if len(sizes) == 1:
                     generations = [error_generation(exc) for _ in chunk]
                 else:  # a joined decode batch failed: each length batch again alone, failing alone
-                    generations = []
-                    offset = 0
-                    for size in sizes:
-                        part = chunk[offset : offset + size]
-                        offset += size
-                        try:
-                            generations += self._generate_batch(
-                                [ids for _, ids in part], params, [bounds[i] for i, _ in part],
-                                [grammars[i] for i, _ in part],
-                            )
-                        except Exception as part_exc:
-                            generations += [error_generation(part_exc) for _ in part]
+                    generations = self._each_length_batch(chunk, sizes, params, bounds, grammars)
             for (i, _), generation in zip(chunk, generations, strict=True):
                 results[i] = generation
         return [r if r is not None else error_generation("internal: request was not processed") for r in results]
