@@ -23,6 +23,8 @@ Settings:
 * ``default-no-rule``: the default with ``--overrule-margin off`` (the model's own programs: the quality to
   compare with ``before``'s).
 * ``default-apart``: the default with each length batch decoded alone (``decode_batch_size=None``).
+* ``default-fp32-no-rule`` / ``unguided-no-rule``: ``default-no-rule`` in float32, or decoding freely: which of
+  bfloat16 and the grammar moves the model's own programs away from ``before``'s.
 * ``default-1t`` / ``default-2t``: the default with 1 or 2 torch threads forced (threads measured loaded/idle).
 * ``default-fp32``: the default in float32 (what bfloat16 alone brings, and its quality).
 * ``default-fixed8`` / ``default-one-generate``: the default with fixed batches of 8 (no padding bound) or
@@ -72,6 +74,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "default": {"cli": True},
     "default-no-rule": {"cli": True, "args": ["--overrule-margin", "off"]},
     "default-apart": {"cli": True, "backend": {"decode_batch_size": None}},
+    "default-fp32-no-rule": {"cli": True, "backend": {"dtype": "float32"}, "args": ["--overrule-margin", "off"]},
+    "unguided-no-rule": {"cli": True, "args": ["--no-guided", "--overrule-margin", "off"]},
     "default-1t": {"cli": True, "backend": {"num_threads": 1}},
     "default-2t": {"cli": True, "backend": {"num_threads": 2}},
     "default-fp32": {"cli": True, "backend": {"dtype": "float32"}},
