@@ -208,6 +208,26 @@ class _Scores:
             gen.extra[FIRST_TOP_LOGPROBS] = top
 
 
+class _FollowsRows:
+    """What the backend's logits processors share: they serve a batch decoded in rounds
+    (:meth:`TransformersBackend._generate_rounds`), so they follow which batch row each current input row is
+    (:meth:`select`, when finished rows leave the batch) and are told when a ``generate`` call returns
+    (:meth:`flush`, with its last tokens)."""
+
+    rows: list[int]  # the batch row of each current input row
+
+    def select(self, keep: list[int]) -> None:
+        """The current rows ``keep`` (indices into the current rows) stay; the others left the batch."""
+        self.rows = [self.rows[j] for j in keep]
+
+    def flush(self, chosen: Any) -> None:
+        """A ``generate`` call returned; ``chosen`` holds each current row's last token."""
+
+    def check_rows(self, input_ids: Any) -> None:
+        if input_ids.shape[0] != len(self.rows):
+            raise RuntimeError(f"{type(self).__name__} follows {len(self.rows)} rows, got {input_ids.shape[0]}")
+
+
 def logprob_recorder(scores: _Scores, k: int, decode: Any) -> Any:
     """A ``transformers`` logits processor that records the model's likelihoods into ``scores`` as ``generate``
     runs, without ``output_logits`` (which keeps a ``rows x vocabulary`` float32 copy of every step until the call
@@ -217,20 +237,16 @@ def logprob_recorder(scores: _Scores, k: int, decode: Any) -> Any:
     scores; the next call (or :meth:`flush` with the call's last tokens, after ``generate`` returns) reads the
     log-probability of the token that step chose. The first step of the first call also records the ``k`` most
     likely first tokens (``decode``: token id -> text). Like the grammar processor, it follows the rows that stay
-    when finished rows leave the batch (:meth:`select`).
+    when finished rows leave the batch (:class:`_FollowsRows`).
     """
     import torch
     import transformers
 
-    class _Recorder(transformers.LogitsProcessor):
+    class _Recorder(transformers.LogitsProcessor, _FollowsRows):
         def __init__(self) -> None:
             self.rows = list(range(len(scores.tokens)))
             self.pending: tuple[Any, Any] | None = None  # (raw scores, log-normalizer) of the last step
             self.first = True
-
-        def select(self, keep: list[int]) -> None:
-            """The current rows ``keep`` (indices into the current rows) stay; the others left the batch."""
-            self.rows = [self.rows[j] for j in keep]
 
         def flush(self, chosen: Any) -> None:
             """Record the log-probabilities of the tokens ``chosen`` (one per current row) at the pending step."""
@@ -243,8 +259,7 @@ def logprob_recorder(scores: _Scores, k: int, decode: Any) -> Any:
                 scores.tokens[r].append(float(value))
 
         def __call__(self, input_ids: Any, step_scores: Any) -> Any:
-            if input_ids.shape[0] != len(self.rows):
-                raise RuntimeError(f"logprob recorder follows {len(self.rows)} rows, got {input_ids.shape[0]}")
+            self.check_rows(input_ids)
             self.flush(input_ids[:, -1])
             raw = step_scores.float().clone()
             self.pending = (raw, torch.logsumexp(raw, dim=-1))
@@ -314,7 +329,8 @@ def grammar_logits_processor(grammars: list[Any], prompt_width: int) -> Any:
     Unlike ``xgrammar.contrib.hf.LogitsProcessor`` (one ``generate`` call, a fixed batch), it serves a batch
     decoded in rounds (:meth:`TransformersBackend._generate_rounds`): every row keeps one ``GrammarMatcher``
     for the whole batch, each call feeds it the row's tokens after ``prompt_width`` (the left-padded prompt)
-    that it has not seen yet, and :meth:`select` follows the rows that stay when finished rows leave the batch.
+    that it has not seen yet, and it follows the rows that stay when finished rows leave the batch
+    (:class:`_FollowsRows`).
     Rows whose grammar is ``None`` are not constrained; a row whose matcher has ended (it accepted a stop token)
     is left alone (``generate`` pads it).
 
@@ -327,21 +343,16 @@ def grammar_logits_processor(grammars: list[Any], prompt_width: int) -> Any:
 
     xgr = import_xgrammar()
 
-    class _GrammarProcessor(transformers.LogitsProcessor):
+    class _GrammarProcessor(transformers.LogitsProcessor, _FollowsRows):
         def __init__(self) -> None:
             self.matchers = [xgr.GrammarMatcher(g) if g is not None else None for g in grammars]
             self.seen = [0] * len(grammars)
-            self.rows = list(range(len(grammars)))  # the batch row of each current input row
+            self.rows = list(range(len(grammars)))
             vocab = next(g for g in grammars if g is not None).tokenizer_info.vocab_size
             self.bitmask = xgr.allocate_token_bitmask(len(grammars), vocab)
 
-        def select(self, keep: list[int]) -> None:
-            """The current rows ``keep`` (indices into the current rows) stay; the others left the batch."""
-            self.rows = [self.rows[j] for j in keep]
-
         def __call__(self, input_ids: Any, scores: Any) -> Any:
-            if input_ids.shape[0] != len(self.rows):
-                raise RuntimeError(f"grammar processor follows {len(self.rows)} rows, got {input_ids.shape[0]}")
+            self.check_rows(input_ids)
             constrained = []
             generated = input_ids[:, prompt_width:].tolist()
             for j, r in enumerate(self.rows):
@@ -369,13 +380,11 @@ def grammar_logits_processor(grammars: list[Any], prompt_width: int) -> Any:
     return _GrammarProcessor()
 
 
-def _output_cache(out: Any) -> tuple[str, Any]:
-    """The KV cache of a ``generate`` output and the keyword that hands it back to ``generate``: ``cache`` in
-    transformers >= 5.2x, ``past_key_values`` before (5.16-5.19 are allowed by the pin)."""
+def _output_cache(out: Any) -> Any:
+    """The KV cache of a model or ``generate`` output: ``cache`` in transformers >= 5.2x, ``past_key_values``
+    before (5.16-5.19 are allowed by the pin; :func:`_cache_keyword` names the keyword that hands it back)."""
     cache = getattr(out, "cache", None)
-    if cache is not None:
-        return "cache", cache
-    return "past_key_values", out.past_key_values
+    return cache if cache is not None else out.past_key_values
 
 
 def _contiguous_input(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -423,6 +432,10 @@ def join_caches(caches: list[Any], width: int) -> Any | None:
     return DynamicCache(ddp_cache_data=data)
 
 
+class _CannotJoin(Exception):
+    """Length batches whose KV caches cannot be joined (:meth:`TransformersBackend._prefill`)."""
+
+
 class TransformersBackend:
     """Batched generation with ``transformers`` (left padding, greedy or sampled, stop strings).
 
@@ -441,8 +454,10 @@ class TransformersBackend:
     length batch computes the KV cache of its prompts but their last tokens in one forward pass (its own width,
     so prefill pays only its own padding), the caches are left-padded to one width and joined
     (:func:`join_caches`), and the joined rows decode together (a decoding step reads every weight once whatever
-    its rows, so it costs far less per row in a larger batch). Position ids follow each row's own mask, as in ``generate``, so the tokens are those of
-    each length batch decoded alone (up to the rounding of a different batch shape).
+    its rows, so it costs far less per row in a larger batch). Position ids follow each row's own mask, as in
+    ``generate``, so the tokens are those of each length batch decoded alone (up to the rounding of a different
+    batch shape). Length batches that cannot be joined (a one-token prompt, a cache of other layers) decode one
+    at a time.
 
     With ``GenerationParams.logprobs`` set, each generation carries the model's likelihoods, recorded step by
     step by a logits processor that runs first (:func:`logprob_recorder`): ``extra["token_logprobs"]`` and
@@ -726,7 +741,6 @@ class TransformersBackend:
         if min(len(ids) for ids in batch) < 2:
             return None
         model = self._model
-        key = _cache_keyword(model)
         caches = []
         start = 0
         for size in sizes:
@@ -740,10 +754,7 @@ class TransformersBackend:
                 use_cache=True,
                 logits_to_keep=1,
             )
-            cache = getattr(out, key, None)
-            if cache is None:
-                cache = _output_cache(out)[1]
-            caches.append(cache)
+            caches.append(_output_cache(out))
         return join_caches(caches, width - 1)
 
     def _generate_batch(
@@ -757,7 +768,11 @@ class TransformersBackend:
         """Generate one batch (left padded); ``bounds`` are the rows' own token bounds (default
         ``params.max_tokens``), ``grammars`` the rows' compiled grammars (``None``: unconstrained). Decodes in
         rounds when ``decode_round`` is set (see the class docstring); then ``sizes`` (rows in order, summing to
-        the batch) are the length batches whose prompts prefill apart before the rows decode together."""
+        the batch) are the length batches whose prompts prefill apart before the rows decode together.
+
+        Raises:
+            _CannotJoin: the length batches of ``sizes`` cannot decode joined (see :meth:`_prefill`); like any
+                failure of a joined batch, :meth:`generate` then generates them one at a time."""
         import torch
 
         model = self._model
@@ -784,14 +799,13 @@ class TransformersBackend:
                 out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
                 tokens = out[:, width:].tolist()
                 for processor in processors:
-                    if hasattr(processor, "flush"):
-                        processor.flush(out[:, -1])
+                    processor.flush(out[:, -1])
             else:
                 cache = None
                 if sizes is not None and len(sizes) > 1:
                     cache = self._prefill(batch, sizes, width)
-                    if cache is None:  # a cache that cannot be joined: each length batch decodes alone
-                        return self._generate_apart(batch, params, row_max, grammars, sizes)
+                    if cache is None:
+                        raise _CannotJoin("these length batches cannot decode joined")
                 self._generate_rounds(
                     batch,
                     input_ids.to(device),
@@ -810,25 +824,6 @@ class TransformersBackend:
         if scores is not None:
             scores.attach(generations)
         return generations
-
-    def _generate_apart(
-        self,
-        batch: list[list[int]],
-        params: GenerationParams,
-        bounds: list[int],
-        grammars: list[Any] | None,
-        sizes: list[int],
-    ) -> list[Generation]:
-        """Generate each length batch of ``sizes`` rows on its own (a model whose KV caches cannot be joined)."""
-        out: list[Generation] = []
-        start = 0
-        for size in sizes:
-            part = slice(start, start + size)
-            start += size
-            out += self._generate_batch(
-                batch[part], params, bounds[part], None if grammars is None else grammars[part]
-            )
-        return out
 
     def _finished(self, prompt: list[int], tokens: list[int], params: GenerationParams) -> bool:
         """Whether ``generate`` ended this row: an eos token, or a stop string ending inside the generated
@@ -876,8 +871,7 @@ class TransformersBackend:
             )
             new = out.sequences[:, input_ids.shape[1] :]
             for processor in processors:
-                if hasattr(processor, "flush"):
-                    processor.flush(out.sequences[:, -1])
+                processor.flush(out.sequences[:, -1])
             done += new.shape[1]
             keep = []
             for j, (r, row) in enumerate(zip(active, new.tolist(), strict=True)):
@@ -886,7 +880,7 @@ class TransformersBackend:
                     keep.append(j)
             if not keep or new.shape[1] < n_new:
                 return  # generate stops early only when every row has finished
-            cache_key, cache = _output_cache(out)
+            cache = _output_cache(out)
             attention = torch.cat([attention, attention.new_ones((attention.shape[0], new.shape[1]))], dim=1)
             input_ids = out.sequences
             if len(keep) < len(active):
@@ -1016,7 +1010,7 @@ class TransformersBackend:
             except Exception as exc:
                 if len(sizes) == 1:
                     generations = [error_generation(exc) for _ in chunk]
-                else:  # a joined decode batch failed: each length batch again alone, failing alone
+                else:  # a joined decode batch that cannot decode, or failed: one length batch at a time
                     generations = self._each_length_batch(chunk, sizes, params, bounds, grammars)
             for (i, _), generation in zip(chunk, generations, strict=True):
                 results[i] = generation
