@@ -195,11 +195,11 @@ def table(args: argparse.Namespace) -> int:
     rows += [(sc, m, DecisionRule(margin=m, min_share=args.min_share, score=sc))
              for sc in ("first", "program") for m in args.margins]
     for sc, m, rule in rows:
-            c, over = score(rule)
-            print(f"{sc:8} {('-' if m is None else f'{m:g}'):>6} "
-                  f"{100 * (c['del_precision'] or 0):6.1f} {100 * (c['del_recall'] or 0):6.1f} "
-                  f"{100 * (c['del_f1'] or 0):6.1f} {100 * c['char_keep']:6.1f} {c['lost_docs']:4d} "
-                  f"{100 * c['chunks_wiped']:6.2f} {over:9d}")
+        c, over = score(rule)
+        print(f"{sc:8} {('-' if m is None else f'{m:g}'):>6} "
+              f"{100 * (c['del_precision'] or 0):6.1f} {100 * (c['del_recall'] or 0):6.1f} "
+              f"{100 * (c['del_f1'] or 0):6.1f} {100 * c['char_keep']:6.1f} {c['lost_docs']:4d} "
+              f"{100 * c['chunks_wiped']:6.2f} {over:9d}")
 
     # before / after the default rule, next to the baselines, corpus and per page type
     chosen = DecisionRule(margin=DEFAULT_MARGIN, min_share=DEFAULT_MIN_SHARE, score=DEFAULT_SCORE)

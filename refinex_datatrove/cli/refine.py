@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import glob
 import io
+import math
 import os
 import re
 import shutil
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from refinex_datatrove.cli.common import EXIT_USAGE, positive_int
-from refinex_datatrove.refine_model.decision import DEFAULT_MARGIN, DEFAULT_MIN_SHARE, DEFAULT_SCORE
+from refinex_datatrove.refine_model.decision import DEFAULT_MARGIN, DEFAULT_MIN_SHARE, DEFAULT_SCORE, SCORES
 
 _GLOB_SPECIAL = set("[]!^-*?\\")
 
@@ -159,7 +160,7 @@ def _margin(value: str) -> float | None:
         number = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of nats or 'off', got {value!r}") from None
-    if number != number or number in (float("inf"), float("-inf")):
+    if not math.isfinite(number):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {value!r}")
     return number
 
@@ -255,7 +256,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument(
         "--overrule-score",
-        choices=("program", "first"),
+        choices=SCORES,
         default=DEFAULT_SCORE,
         help="the likelihood a drastic program is scored by: the whole program's, or its first token's, against "
         "keep_all()'s first token (default: %(default)s)",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from refinex_datatrove.llm.base import Generation, Request
@@ -44,7 +44,6 @@ longest needs ``6 * lines + 16`` SmolLM2 tokens. A model that keeps writing past
 CPU a long row keeps its whole batch decoding."""
 
 
-
 class ChunkStatus(StrEnum):
     """What happened to one chunk during annotation (stored per chunk in metadata)."""
 
@@ -57,9 +56,7 @@ class ChunkStatus(StrEnum):
     OVERRULED = "overruled"  # the decision rule replaced a drastic program by keep_all() (refine_model/decision.py)
 
 
-SENT = frozenset(
-    {ChunkStatus.OK, ChunkStatus.TRUNCATED, ChunkStatus.EMPTY, ChunkStatus.FAILED, ChunkStatus.OVERRULED}
-)
+SENT = frozenset({ChunkStatus.OK, ChunkStatus.TRUNCATED, ChunkStatus.EMPTY, ChunkStatus.FAILED, ChunkStatus.OVERRULED})
 """Statuses of chunks that got a request."""
 
 
@@ -216,8 +213,13 @@ def annotation_from_generation(
     decision = decide(program, lines[chunk.start : chunk.end], likelihood_of(gen), rule)
     if decision.overruled:
         return ChunkAnnotation(
-            chunk, decision.program, ChunkStatus.OVERRULED, verdict=decision.verdict, margin=decision.margin,
-            overruled_program=program, **common,
+            chunk,
+            decision.program,
+            ChunkStatus.OVERRULED,
+            verdict=decision.verdict,
+            margin=decision.margin,
+            overruled_program=program,
+            **common,
         )
     return ChunkAnnotation(chunk, program, status, verdict=decision.verdict, margin=decision.margin, **common)
 
@@ -269,10 +271,12 @@ def keep_document(annotations: list[ChunkAnnotation], lines: Sequence[str]) -> l
     out = []
     for a, (program, mine) in zip(annotations, chunks, strict=True):
         if a.status in (ChunkStatus.OK, ChunkStatus.TRUNCATED) and empties_document([(program, mine)]):
-            a = ChunkAnnotation(
-                a.chunk, KEEP_ALL, ChunkStatus.OVERRULED, finish_reason=a.finish_reason,
-                prompt_tokens=a.prompt_tokens, completion_tokens=a.completion_tokens,
-                verdict=Verdict.EMPTIES_DOCUMENT, margin=a.margin, overruled_program=program,
+            a = replace(
+                a,
+                program=KEEP_ALL,
+                status=ChunkStatus.OVERRULED,
+                verdict=Verdict.EMPTIES_DOCUMENT,
+                overruled_program=program,
             )
         out.append(a)
     return out

@@ -15,7 +15,7 @@ import asyncio
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -70,6 +70,7 @@ LOGPROBS = 5
 OpenAI's completions API accepts; on all 1,604 chunks of the WCXB dev run (generated with 20), keeping only the top
 5 changed ``keep_all()``'s first-token log-probability for none."""
 
+
 class AnnotateStat(StrEnum):
     """Stats of :class:`RefineModelAnnotator` besides ``total``/``forwarded``."""
 
@@ -92,6 +93,15 @@ class AnnotateStat(StrEnum):
     DRASTIC_ACCEPTED = "drastic_accepted"  # a drastic program that beat keep_all() by the margin: kept
     DRASTIC_UNSCORED = "drastic_unscored"  # a drastic program without likelihoods (backend returned none): kept
     OVERRULED_DOCUMENT = "overruled_would_empty_document"  # kept, the programs would have emptied the document
+
+
+_VERDICT_STATS: dict[Verdict, AnnotateStat] = {
+    Verdict.OVERRULED: AnnotateStat.OVERRULED,
+    Verdict.EMPTIES_DOCUMENT: AnnotateStat.OVERRULED_DOCUMENT,
+    Verdict.CONFIDENT: AnnotateStat.DRASTIC_ACCEPTED,
+    Verdict.UNSCORED: AnnotateStat.DRASTIC_UNSCORED,
+}
+"""The stat each decision-rule verdict is counted under (``not_drastic`` and ``off`` are not counted)."""
 
 
 RETRYABLE_KEY = "retryable"
@@ -198,14 +208,8 @@ def _count_annotations(step: PipelineStep, annotations: Sequence[ChunkAnnotation
             step.stat_update(AnnotateStat.GEN_TRUNCATED)
         elif a.status == ChunkStatus.EMPTY:
             step.stat_update(AnnotateStat.GEN_EMPTY)
-        if a.verdict == Verdict.OVERRULED:
-            step.stat_update(AnnotateStat.OVERRULED)
-        elif a.verdict == Verdict.EMPTIES_DOCUMENT:
-            step.stat_update(AnnotateStat.OVERRULED_DOCUMENT)
-        elif a.verdict == Verdict.CONFIDENT:
-            step.stat_update(AnnotateStat.DRASTIC_ACCEPTED)
-        elif a.verdict == Verdict.UNSCORED:
-            step.stat_update(AnnotateStat.DRASTIC_UNSCORED)
+        if a.verdict in _VERDICT_STATS:
+            step.stat_update(_VERDICT_STATS[a.verdict])
     return failed > 0
 
 
@@ -543,7 +547,7 @@ class AnnotateRollout:
     max_calls: int | None = DEFAULT_MAX_CALLS
     model_name: str = "refine-model"
     bound_by_lines: bool = True
-    rule: DecisionRule = DecisionRule()
+    rule: DecisionRule = field(default_factory=DecisionRule)
 
     async def _one(self, generate: Any, request: Request) -> Generation:
         from datatrove.pipeline.inference.types import InferenceError
@@ -552,8 +556,9 @@ class AnnotateRollout:
             result = await generate(_payload(request, self.max_tokens))
         except InferenceError as exc:
             logger.warning(f"refine request failed: {exc.error}")
-            return Generation(text="", finish_reason="error", error=str(exc.error),
-                              extra={ERROR_KIND_KEY: "inference_error"})
+            return Generation(
+                text="", finish_reason="error", error=str(exc.error), extra={ERROR_KIND_KEY: "inference_error"}
+            )
         return _to_generation(result)
 
     async def __call__(self, document: Document, generate: Any, **_context: Any) -> dict[str, int]:
